@@ -1,0 +1,57 @@
+"""Settings, read once from `MAILLAGE_*` environment variables and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """`$MAILLAGE_DATA_DIR`, else `./.maillage`."""
+    return Path(os.environ.get("MAILLAGE_DATA_DIR") or ".maillage")
+
+
+class Settings(BaseSettings):
+    """Everything configurable; unset URLs mean "start the embedded service"."""
+
+    model_config = SettingsConfigDict(env_prefix="MAILLAGE_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    mqtt_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = False
+    kafka_partitions: int = 8
+    gateway_processes: int = 1
+    storage_processes: int = 1
+    # Storage batching: flush when this many rows are buffered or this much time has passed.
+    storage_batch_rows: int = 20000
+    storage_batch_ms: int = 200
+    # How far in the future a measurement time may be before it is rejected.
+    max_future_s: int = 300
+    default_timezone: str = "Europe/Paris"
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_scheme(cls, v: str | None) -> str | None:
+        """Accept SQLAlchemy-style schemes too; psycopg wants plain `postgresql://`."""
+        if v is None:
+            return v
+        for prefix in ("postgresql+psycopg://", "postgres://", "postgresql+psycopg2://"):
+            if v.startswith(prefix):
+                return "postgresql://" + v[len(prefix) :]
+        return v
+
+    def with_data_dir(self, data_dir: Path | None) -> Settings:
+        """A copy with the data directory from a `--data-dir` option, when one was given."""
+        if data_dir is None:
+            return self
+        return self.model_copy(update={"data_dir": data_dir})

@@ -1,0 +1,1 @@
+"""PostgreSQL access: migrations, connection helpers and keyword-only query functions."""

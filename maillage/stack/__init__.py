@@ -1,0 +1,1 @@
+"""The embedded stack: Mosquitto, the Tansu Kafka-API broker, PostgreSQL and maillage's own processes."""

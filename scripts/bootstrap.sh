@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything maillage needs on a fresh Debian machine: system packages, a venv, the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+[ -f /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so ] || [ -f /usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so ] || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+if [ "${MAILLAGE_BROWSER_TESTS:-1}" = "1" ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  $PY -m venv .venv
+fi
+stamp=.venv/.maillage-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
