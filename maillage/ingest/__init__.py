@@ -1,0 +1,1 @@
+"""Ingest: the MQTT gateway and the pure parsers that turn device payloads into envelopes."""

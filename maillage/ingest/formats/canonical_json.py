@@ -1,0 +1,73 @@
+"""Canonical JSON on `…/up/json`: one record or a list of `{"ts", "seq"?, "values": {...}}`."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from maillage.envelope import Envelope, SourceFormat
+from maillage.errors import DlqReason, PayloadError
+from maillage.ingest.formats import MessageContext
+from maillage.ingest.formats.timestamps import parse_ts
+from maillage.metrics import KNOWN, is_valid_name
+
+MAX_RECORDS = 10_000
+
+
+def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
+    """Parse canonical JSON into envelopes (unknown metric names kept and flagged)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(DlqReason.MALFORMED, f"not JSON: {exc}") from exc
+    records = doc if isinstance(doc, list) else [doc]
+    if not records:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, "empty list")
+    if len(records) > MAX_RECORDS:
+        raise PayloadError(DlqReason.TOO_LARGE, f"{len(records)} records > {MAX_RECORDS}")
+    return [_record(r, i, ctx) for i, r in enumerate(records)]
+
+
+def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
+    where = f"record {index}: " if index else ""
+    if not isinstance(rec, dict):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}expected an object")
+    extra = set(rec) - {"ts", "seq", "values", "attrs"}
+    if extra:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}unexpected fields {sorted(extra)}")
+    if "ts" not in rec:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}missing 'ts'")
+    ts = parse_ts(rec["ts"])
+    seq = rec.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'seq' must be an integer")
+    raw = rec.get("values")
+    if not isinstance(raw, dict) or not raw:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
+    values: dict[str, float] = {}
+    for name, value in raw.items():
+        if not is_valid_name(name):
+            raise PayloadError(DlqReason.UNKNOWN_METRIC, f"{where}metric name {name!r} is not valid")
+        if isinstance(value, bool):
+            value = 1.0 if value else 0.0
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise PayloadError(DlqReason.BAD_VALUE, f"{where}{name}={value!r} is not a finite number")
+        values[name] = float(value)
+    attrs = rec.get("attrs") or {}
+    if not isinstance(attrs, dict) or not all(
+        isinstance(v, str | int | float | bool) or v is None for v in attrs.values()
+    ):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
+    return Envelope(
+        tenant=ctx.tenant,
+        device_id=ctx.device_id,
+        ts=ts,
+        received_at=ctx.received_at,
+        source_format=SourceFormat.JSON,
+        seq=seq,
+        values=values,
+        attrs=attrs,
+        unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
+    )

@@ -1,0 +1,37 @@
+"""Measurement-time parsing shared by the parsers: ISO 8601 strings or epoch numbers."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from maillage.errors import DlqReason, PayloadError
+
+# Epoch numbers below this are seconds, above it milliseconds (1e11 s is year 5138).
+_MS_THRESHOLD = 100_000_000_000
+
+
+def parse_ts(value: object, *, field: str = "ts") -> datetime:
+    """An aware UTC datetime from an ISO 8601 string (with zone) or epoch s/ms number."""
+    if isinstance(value, bool):
+        raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: a boolean is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} is not a valid epoch")
+        seconds = value / 1000.0 if value >= _MS_THRESHOLD else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} out of range") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} is not ISO 8601") from exc
+        if parsed.tzinfo is None:
+            raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} has no time zone")
+        return parsed.astimezone(UTC)
+    raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: expected a string or number")
