@@ -72,8 +72,9 @@ class DynsecClient:
             with self._cond:
                 self._responses.clear()
             self._client.publish(CONTROL_TOPIC, json.dumps({"commands": chunk}), qos=1)
+            expected = len(chunk)
             with self._cond:
-                if not self._cond.wait_for(lambda n=len(chunk): len(self._responses) >= n, self._timeout):
+                if not self._cond.wait_for(lambda: len(self._responses) >= expected, self._timeout):
                     raise StackError("Mosquitto's dynamic-security plugin did not answer")
                 got = list(self._responses)
             for resp in got:

@@ -1,0 +1,66 @@
+"""`create_app(...)`: the FastAPI application; its lifespan opens the database pools."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from maillage import __version__
+from maillage.api import errors
+from maillage.api.routes import devices, health, readings
+from maillage.registry.models import DeviceCredentials, DeviceSpec
+
+RegisterFn = Callable[[str, Sequence[DeviceSpec]], list[DeviceCredentials]]
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(database_url: str, *, register_devices: RegisterFn | None = None) -> FastAPI:
+    """The API over `database_url`; `register_devices` installs MQTT credentials (needs the broker)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncConnectionPool(database_url, min_size=1, max_size=10,
+                                       kwargs={"autocommit": True}, open=False) as pool:
+            app.state.pool = pool
+            sync_pool = ConnectionPool(database_url, min_size=1, max_size=4,
+                                       kwargs={"autocommit": True}, open=True)
+            app.state.sync_pool = sync_pool
+            try:
+                yield
+            finally:
+                sync_pool.close()
+
+    app = FastAPI(title="maillage", version=__version__, lifespan=lifespan,
+                  description="Smart-territory IoT backbone: meters, public lighting, home care.")
+    app.state.register_devices = register_devices or _no_broker
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(devices.router)
+    app.include_router(readings.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics of every maillage process of this stack."""
+        registry = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            from prometheus_client import REGISTRY as registry  # noqa: N811
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    if STATIC_DIR.exists():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="web")
+    return app
+
+
+def _no_broker(tenant: str, specs: Sequence[DeviceSpec]) -> list[DeviceCredentials]:
+    from maillage.errors import StackError
+
+    raise StackError("no MQTT broker control configured for this API")

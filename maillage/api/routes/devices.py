@@ -1,0 +1,112 @@
+"""Devices: list, get, create, status — always within the caller's tenant and role."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from maillage.api.access_log import record_care_access
+from maillage.api.deps import ConnDep, PrincipalDep, device_types_visible, require_roles
+from maillage.api.schemas import DeviceOut, DeviceStatusOut, Page
+from maillage.registry.models import DeviceCredentials, DeviceSpec, Role
+from maillage.registry.tokens import Principal
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+_COLS = ("device_id, tenant_id, type, site, commune, district, building, dwelling, lat, lon, meta, "
+         "expected_interval_s, installed_at, created_at, status, status_at, last_seen_at, pk")
+
+
+def _device(row: tuple[Any, ...]) -> DeviceOut:
+    keys = [c.strip() for c in _COLS.split(",")]
+    d = dict(zip(keys, row, strict=True))
+    d["tenant"] = d.pop("tenant_id")
+    d.pop("pk")
+    return DeviceOut(**d)
+
+
+async def find_device(conn: ConnDep, p: Principal, device_id: str,
+                      tenant: str | None = None) -> tuple[DeviceOut, int]:
+    """The device visible to `p` (404 otherwise: another tenant's device does not exist for it)."""
+    tenant = tenant or p.tenant
+    if tenant is None:  # an all-tenants admin: the id must be unambiguous
+        cur = await conn.execute(f"SELECT {_COLS} FROM devices WHERE device_id = %s LIMIT 2",
+                                 (device_id,))
+        rows = await cur.fetchall()
+        if len(rows) > 1:
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"device id {device_id!r} exists in several tenants: pass ?tenant=")
+    else:
+        if not p.can_see_tenant(tenant):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
+        cur = await conn.execute(
+            f"SELECT {_COLS} FROM devices WHERE tenant_id = %s AND device_id = %s",
+            (tenant, device_id))
+        rows = await cur.fetchall()
+    if not rows or rows[0][2] not in device_types_visible(p):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
+    return _device(rows[0]), rows[0][-1]
+
+
+@router.get("", response_model=Page[DeviceOut])
+async def list_devices(
+    conn: ConnDep, p: PrincipalDep,
+    type: Annotated[str | None, Query(description="Only this device type")] = None,
+    commune: str | None = None,
+    tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    after: Annotated[str | None, Query(description="Cursor: the last device_id of the previous page")] = None,
+) -> Page[DeviceOut]:
+    """Devices of the caller's tenant that its role may see, by id, paginated."""
+    types = device_types_visible(p)
+    if type is not None:
+        types = [t for t in types if t == type]
+    scope = p.tenant if p.tenant is not None else tenant
+    cur = await conn.execute(
+        f"SELECT {_COLS} FROM devices WHERE type = ANY(%s) "
+        "AND (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR commune = %s) "
+        "AND (%s::text IS NULL OR device_id > %s) ORDER BY device_id LIMIT %s",
+        (types, scope, scope, commune, commune, after, after, limit + 1),
+    )
+    rows = await cur.fetchall()
+    items = [_device(r) for r in rows[:limit]]
+    if any(t.startswith("care_") for t in types) and p.tenant is not None:
+        await record_care_access(conn, p, tenant=p.tenant, device_id=None, device_type=None,
+                                 what="list devices")
+    return Page(items=items, next=items[-1].device_id if len(rows) > limit else None)
+
+
+@router.get("/{device_id}", response_model=DeviceOut)
+async def get_device(device_id: str, conn: ConnDep, p: PrincipalDep, tenant: str | None = None) -> DeviceOut:
+    """One device."""
+    dev, _ = await find_device(conn, p, device_id, tenant)
+    await record_care_access(conn, p, tenant=dev.tenant, device_id=dev.device_id,
+                             device_type=dev.type, what="get device")
+    return dev
+
+
+@router.get("/{device_id}/status", response_model=DeviceStatusOut)
+async def device_status(device_id: str, conn: ConnDep, p: PrincipalDep,
+                        tenant: str | None = None) -> DeviceStatusOut:
+    """Online/offline status and last time data was received."""
+    dev, _ = await find_device(conn, p, device_id, tenant)
+    await record_care_access(conn, p, tenant=dev.tenant, device_id=dev.device_id,
+                             device_type=dev.type, what="device status")
+    return DeviceStatusOut(device_id=dev.device_id, status=dev.status, status_at=dev.status_at,
+                           last_seen_at=dev.last_seen_at)
+
+
+@router.post("", status_code=201, response_model=DeviceCredentials,
+             dependencies=[require_roles(Role.ADMIN)])
+async def create_device(spec: DeviceSpec, request: Request, p: PrincipalDep,
+                        tenant: str | None = None) -> DeviceCredentials:
+    """Register a device and install its MQTT credentials (admin only; the password is shown once)."""
+    import asyncio
+
+    target = p.tenant or tenant
+    if target is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "pass ?tenant= (all-tenants token)")
+    register = request.app.state.register_devices
+    creds = await asyncio.to_thread(register, target, [spec])
+    return creds[0]  # type: ignore[no-any-return]

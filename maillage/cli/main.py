@@ -1,0 +1,210 @@
+"""The `maillage` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import psycopg
+import typer
+
+from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
+from maillage.cli.devices import devices_app
+from maillage.config import Settings
+
+app = typer.Typer(help="maillage: IoT data backbone for smart territories.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+tenants_app = typer.Typer(help="Tenants: communes, EPCI, social landlords.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+processor_app = typer.Typer(help="Run one async processor (started by `maillage up`).",
+                            no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(devices_app, name="devices")
+app.add_typer(processor_app, name="processor")
+
+
+def _db(settings: Settings) -> str:
+    from maillage.stack.state import database_url
+
+    return database_url(settings)
+
+
+@app.command()
+@clean_errors
+def up(simulate: Annotated[bool, typer.Option("--simulate", help="Also run the demo territory simulator.")] = False,
+       data_dir: DataDir = None) -> None:
+    """Start the whole stack (brokers, database, migrations, gateway, processors, API) until Ctrl-C."""
+    from maillage.stack.supervisor import run_up
+
+    raise typer.Exit(run_up(settings_for(data_dir, "up"), simulate=simulate, print_fn=typer.echo))
+
+
+@app.command()
+@clean_errors
+def status(json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+           data_dir: DataDir = None) -> None:
+    """Where each part of the running stack listens, and whether it is up."""
+    from maillage.stack.state import read_state
+
+    settings = settings_for(data_dir)
+    state = read_state(settings.data_dir)
+    running = state is not None and state.running()
+    parts = state.parts_up() if state is not None and running else {}
+    doc = {
+        "running": running,
+        "api_url": state.api_url if state else None,
+        "mqtt_host": state.mqtt_host if state else None,
+        "mqtt_port": state.mqtt_port if state else None,
+        "kafka_bootstrap": state.kafka_bootstrap if state else None,
+        "database_url": state.database_url if state else None,
+        "parts": parts,
+        "up": {name: ok for name, ok in parts.items()},
+    }
+    if json:
+        print_json(doc)
+    else:
+        if not running:
+            typer.echo(f"not running (data dir {settings.data_dir})")
+        for key in ("api_url", "mqtt_host", "mqtt_port", "kafka_bootstrap", "database_url"):
+            typer.echo(f"{key:16} {doc[key]}")
+        for name, ok in parts.items():
+            typer.echo(f"{name:16} {'up' if ok else 'DOWN'}")
+    if not running:
+        raise typer.Exit(1)
+
+
+@app.command()
+@clean_errors
+def migrate(target: Annotated[str | None, typer.Option(help="Stop at this migration id.")] = None,
+            data_dir: DataDir = None) -> None:
+    """Apply the database schema migrations."""
+    from maillage.db.migrate import migrate as run
+
+    applied = run(_db(settings_for(data_dir)), target=target)
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@tenants_app.command("add")
+@clean_errors
+def tenants_add(tenant: Annotated[str, typer.Argument(help="Tenant id, e.g. vitre or rennes-metropole.")],
+                name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+                timezone: str = "Europe/Paris", data_dir: DataDir = None) -> None:
+    """Create a tenant."""
+    from maillage.registry.tenants import add_tenant
+
+    with psycopg.connect(_db(settings_for(data_dir))) as conn:
+        add_tenant(conn, tenant_id=tenant, name=name, timezone=timezone)
+    typer.echo(f"tenant {tenant} created")
+
+
+@tenants_app.command("list")
+@clean_errors
+def tenants_list(data_dir: DataDir = None) -> None:
+    """List tenants as JSON."""
+    from maillage.registry.tenants import list_tenants
+
+    with psycopg.connect(_db(settings_for(data_dir))) as conn:
+        print_json({"items": list_tenants(conn)})
+
+
+@tokens_app.command("create")
+@clean_errors
+def tokens_create(tenant: Annotated[str, typer.Option(help="Tenant id, or '*' (admin only).")],
+                  role: Annotated[str, typer.Option(help="admin, energy_manager, care_coordinator, opendata")],
+                  label: str | None = None,
+                  json: Annotated[bool, typer.Option("--json")] = False,
+                  data_dir: DataDir = None) -> None:
+    """Create an API token (printed once)."""
+    from maillage.registry.tokens import create_token
+
+    with psycopg.connect(_db(settings_for(data_dir))) as conn:
+        token = create_token(conn, tenant=tenant, role=role, label=label)
+    if json:
+        print_json({"token": token, "tenant": tenant, "role": role})
+    else:
+        typer.echo(token)
+
+
+def _serve(coro_factory, component: str) -> None:  # type: ignore[no-untyped-def]
+    """Run an async service until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await coro_factory(stop)
+
+    asyncio.run(main())
+
+
+@app.command()
+@clean_errors
+def gateway(instance: Annotated[int, typer.Option(help="Instance number (client id suffix).")] = 0,
+            data_dir: DataDir = None) -> None:
+    """Run one ingest gateway process (MQTT -> Kafka)."""
+    from datetime import timedelta
+
+    from maillage.ingest.gateway import Gateway, GatewayConfig
+    from maillage.stack.mosquitto import GATEWAY_USER
+    from maillage.stack.state import mqtt_gateway_password, running_state
+
+    settings = settings_for(data_dir, f"gateway-{instance}")
+    state = running_state(settings)
+    config = GatewayConfig(
+        mqtt_host=state.mqtt_host, mqtt_port=state.mqtt_port, mqtt_username=GATEWAY_USER,
+        mqtt_password=mqtt_gateway_password(settings), kafka_bootstrap=state.kafka_bootstrap,
+        database_url=state.database_url, client_id=f"maillage-gateway-{instance}",
+        max_future=timedelta(seconds=settings.max_future_s),
+    )
+    _serve(Gateway(config).run, "gateway")
+
+
+@processor_app.command("storage")
+@clean_errors
+def processor_storage(data_dir: DataDir = None) -> None:
+    """Run the storage processor (Kafka -> PostgreSQL)."""
+    from maillage.processors.runner import Runner
+    from maillage.processors.storage import GROUP, TOPICS, StorageSink
+    from maillage.stack.state import running_state
+
+    settings = settings_for(data_dir, "storage")
+    state = running_state(settings)
+    sink = StorageSink(state.database_url, max_rows=settings.storage_batch_rows)
+    runner = Runner(bootstrap=state.kafka_bootstrap, topics=TOPICS, group_id=GROUP, sink=sink,
+                    flush_ms=settings.storage_batch_ms)
+    try:
+        _serve(runner.run, "storage")
+    finally:
+        sink.close()
+
+
+@app.command()
+@clean_errors
+def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> None:
+    """Serve the HTTP API and the web page."""
+    import uvicorn
+
+    from maillage.api.app import create_app
+    from maillage.cli.devices import broker_registrar
+    from maillage.stack.state import running_state
+
+    settings = settings_for(data_dir, "api")
+    state = running_state(settings)
+    app_ = create_app(state.database_url, register_devices=broker_registrar(settings))
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+def _register_optional() -> None:
+    """Commands that live with their stage."""
+    try:
+        from maillage.simulators.cli import simulate
+    except ImportError:
+        return
+    app.command("simulate")(simulate)
+
+
+_register_optional()
+

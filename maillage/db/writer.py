@@ -1,0 +1,132 @@
+"""The storage writer's SQL: id caches, COPY into staging, idempotent inserts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+from maillage.envelope import from_us
+from maillage.metrics import KNOWN
+
+log = logging.getLogger(__name__)
+
+
+class DeviceIds:
+    """(tenant, device_id) -> devices.pk, cached; unknown devices are looked up per batch."""
+
+    def __init__(self) -> None:
+        self._pk: dict[tuple[str, str], int] = {}
+
+    def resolve(self, conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        missing = {k for k in keys if k not in self._pk}
+        if missing:
+            rows = conn.execute(
+                "SELECT d.tenant_id, d.device_id, d.pk FROM devices d "
+                "JOIN unnest(%s::text[], %s::text[]) AS k(t, i) ON d.tenant_id = k.t AND d.device_id = k.i",
+                ([k[0] for k in missing], [k[1] for k in missing]),
+            ).fetchall()
+            for t, i, pk in rows:
+                self._pk[(t, i)] = pk
+        return self._pk
+
+
+class MetricIds:
+    """metric name -> metrics.id, creating rows for new names (flagged unknown when not canonical)."""
+
+    def __init__(self) -> None:
+        self._id: dict[str, int] = {}
+
+    def resolve(self, conn: psycopg.Connection, names: Iterable[str]) -> dict[str, int]:
+        missing = sorted({n for n in names if n not in self._id})
+        if missing:
+            conn.execute(
+                "INSERT INTO metrics (name, known) SELECT n, n = ANY(%s) FROM unnest(%s::text[]) n "
+                "ON CONFLICT (name) DO NOTHING",
+                (sorted(KNOWN), missing),
+            )
+            for name, mid in conn.execute("SELECT name, id FROM metrics WHERE name = ANY(%s)",
+                                          (missing,)).fetchall():
+                self._id[name] = mid
+        return self._id
+
+
+def write_readings(conn: psycopg.Connection, rows: list[tuple[str, str, str, int, float, int, int | None]],
+                   devices: DeviceIds, metrics: MetricIds) -> int:
+    """COPY readings (tenant, device, metric, ts_us, value, rx_us, seq) in; return rows inserted."""
+    pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
+    mids = metrics.resolve(conn, {r[2] for r in rows})
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS staging_readings (device_pk bigint, metric_id smallint, "
+        "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
+        "ON COMMIT DELETE ROWS"
+    )
+    skipped = 0
+    with conn.cursor().copy(
+        "COPY staging_readings (device_pk, metric_id, ts, value, received_at, seq) FROM STDIN"
+    ) as copy:
+        copy.set_types(["int8", "int2", "timestamptz", "float8", "timestamptz", "int8"])
+        for tenant, device, metric, ts, value, rx, seq in rows:
+            pk = pks.get((tenant, device))
+            if pk is None:
+                skipped += 1
+                continue
+            copy.write_row((pk, mids[metric], from_us(ts), value, from_us(rx), seq))
+    if skipped:
+        log.warning("skipped %d readings of devices no longer registered", skipped)
+    cur = conn.execute(
+        "INSERT INTO readings (device_pk, metric_id, ts, value, received_at, seq) "
+        "SELECT DISTINCT ON (device_pk, metric_id, ts) device_pk, metric_id, ts, value, received_at, seq "
+        "FROM staging_readings ORDER BY device_pk, metric_id, ts, received_at "
+        "ON CONFLICT DO NOTHING"
+    )
+    inserted = cur.rowcount
+    conn.execute(
+        "UPDATE devices d SET last_seen_at = s.rx FROM "
+        "(SELECT device_pk, max(received_at) rx FROM staging_readings GROUP BY device_pk) s "
+        "WHERE d.pk = s.device_pk AND (d.last_seen_at IS NULL OR d.last_seen_at < s.rx)"
+    )
+    return inserted
+
+
+def write_events(conn: psycopg.Connection, rows: list[tuple[str, str, int, str, str, int, int | None]],
+                 devices: DeviceIds) -> int:
+    """Insert events (tenant, device, ts_us, event, attrs_json, rx_us, seq) idempotently."""
+    pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
+    data: list[tuple[Any, ...]] = [
+        (pks[(t, d)], from_us(ts), ev, attrs, from_us(rx), seq)
+        for t, d, ts, ev, attrs, rx, seq in rows if (t, d) in pks
+    ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO events (device_pk, ts, event, attrs, received_at, seq) "
+            "VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING",
+            data,
+        )
+        return cur.rowcount if cur.rowcount >= 0 else len(data)
+
+
+def write_status(conn: psycopg.Connection, status: dict[tuple[str, str], tuple[str, int]],
+                 devices: DeviceIds) -> None:
+    """Set each device's online/offline status unless a newer one is already stored."""
+    pks = devices.resolve(conn, status.keys())
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE devices SET status = %s, status_at = %s WHERE pk = %s "
+            "AND (status_at IS NULL OR status_at <= %s)",
+            [(st, from_us(ts), pks[k], from_us(ts)) for k, (st, ts) in status.items() if k in pks],
+        )
+
+
+def write_rejected(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Store DLQ records once each (keyed by their Kafka position)."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO rejected (received_at, mqtt_topic, tenant_id, device_id, reason, detail, "
+            "payload, kafka_offset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (kafka_offset) DO NOTHING",
+            rows,
+        )
+        return len(rows)

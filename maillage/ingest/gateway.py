@@ -1,0 +1,238 @@
+"""The ingest gateway: MQTT in, Kafka out. I/O only; parsing lives in `maillage.ingest.formats`.
+
+Delivery: the gateway holds a persistent MQTT session (clean session off) and acknowledges each
+QoS 1 message to the broker only after Kafka acknowledged every record made from it (or its DLQ
+record). A crash before that means the broker redelivers: duplicates are possible, loss is not;
+the storage processor's idempotent writer absorbs the duplicates.
+
+Threads: paho runs its network loop in its own thread and only appends to an inbox; the asyncio
+loop drains the inbox in batches, produces to Kafka, and acknowledges in order once the batch's
+records are acknowledged. The inbox is bounded: when full, paho's thread waits, stops reading its
+socket, and the broker queues (never drops: see the Mosquitto config) until Kafka catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from aiokafka import AIOKafkaProducer
+
+from maillage import topics
+from maillage.envelope import DlqRecord, Envelope, SourceFormat
+from maillage.errors import DlqReason, PayloadError
+from maillage.ingest.formats import MessageContext, parse_message
+from maillage.ingest.registry_cache import RegistryCache
+from maillage.ingest.validate import check_times
+from maillage.observability import BROKER_DROPPED, DLQ_RECORDS, INGEST_MESSAGES, INGEST_READINGS
+
+log = logging.getLogger(__name__)
+
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+_KIND_TOPIC = {"reading": topics.READINGS, "event": topics.EVENTS, "ack": topics.EVENTS,
+               "status": topics.STATUS}
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where the gateway connects and how it behaves."""
+
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_username: str
+    mqtt_password: str
+    kafka_bootstrap: str
+    database_url: str
+    client_id: str = "maillage-gateway-0"
+    shared: bool = True
+    max_pending: int = 20_000
+    batch_size: int = 2_000
+    max_future: timedelta = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: float
+
+
+class Gateway:
+    """Subscribes to device topics, validates, produces envelopes or DLQ records, then acks."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.registry = RegistryCache(config.database_url)
+        self._inbox: collections.deque[_Inbound] = collections.deque()
+        self._slots = threading.BoundedSemaphore(config.max_pending)
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_pending = False
+        self._connected = threading.Event()
+        self._client: mqtt.Client | None = None
+        self._dropped_seen: int | None = None
+        self.handled = 0
+
+    # --- paho thread -------------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            log.error("MQTT connection refused: %s", rc)
+            return
+        subs = [(t, 1) for t in topics.gateway_subscriptions(self.config.shared)]
+        client.subscribe(subs + [(DROPPED_TOPIC, 0)])
+        self._connected.set()
+        log.info("connected to MQTT %s:%s as %s (session present: %s)", self.config.mqtt_host,
+                 self.config.mqtt_port, self.config.client_id, flags.session_present)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._connected.clear()
+        if rc.is_failure:
+            log.warning("MQTT disconnected (%s); paho reconnects", rc)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == DROPPED_TOPIC:
+            self._watch_dropped(msg.payload)
+            return
+        self._slots.acquire()  # back-pressure: blocks the network thread while the inbox is full
+        self._inbox.append(_Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        if not self._wake_pending and self._loop is not None:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _watch_dropped(self, payload: bytes) -> None:
+        try:
+            dropped = int(payload)
+        except ValueError:
+            return
+        BROKER_DROPPED.set(dropped)
+        if self._dropped_seen is not None and dropped > self._dropped_seen:
+            log.error("Mosquitto dropped %d queued messages (total %d): check its queue limits",
+                      dropped - self._dropped_seen, dropped)
+        self._dropped_seen = dropped
+
+    # --- asyncio side ------------------------------------------------------------------------
+
+    def _dlq(self, item: _Inbound, reason: str, detail: str, tenant: str | None,
+             device_id: str | None) -> tuple[str, bytes, bytes]:
+        rec = DlqRecord(mqtt_topic=item.topic, tenant=tenant, device_id=device_id,
+                        received_at=datetime.fromtimestamp(item.received_at, UTC), reason=reason,
+                        detail=detail, payload=item.payload)
+        DLQ_RECORDS.labels(reason).inc()
+        log.warning("rejected %s from %s: %s", reason, item.topic, detail)
+        return topics.DLQ, rec.key, rec.to_kafka()
+
+    def handle(self, item: _Inbound) -> list[tuple[str, bytes, bytes]]:
+        """One MQTT message -> the Kafka records (topic, key, value) to produce for it."""
+        dt = topics.parse_device_topic(item.topic)
+        if dt is None:
+            INGEST_MESSAGES.labels("?", "rejected").inc()
+            return [self._dlq(item, DlqReason.UNKNOWN_TOPIC, "not a device topic", None, None)]
+        device = self.registry.get(dt.tenant, dt.device_id)
+        if device is None:
+            INGEST_MESSAGES.labels(dt.channel, "rejected").inc()
+            return [self._dlq(item, DlqReason.UNKNOWN_DEVICE,
+                              f"{dt.tenant}/{dt.device_id} is not registered", dt.tenant, dt.device_id)]
+        received = datetime.fromtimestamp(item.received_at, UTC)
+        try:
+            if dt.channel == "status":
+                envelopes = [_status(item.payload, dt.tenant, dt.device_id, received)]
+            else:
+                ctx = MessageContext(dt.tenant, dt.device_id, dt.channel, received, device.type)
+                envelopes = parse_message(item.payload, ctx)
+                check_times(envelopes, now=received, since=device.since,
+                            max_future=self.config.max_future)
+        except PayloadError as exc:
+            INGEST_MESSAGES.labels(dt.channel, "rejected").inc()
+            return [self._dlq(item, exc.reason, exc.detail, dt.tenant, dt.device_id)]
+        INGEST_MESSAGES.labels(dt.channel, "accepted").inc()
+        out = []
+        for env in envelopes:
+            INGEST_READINGS.inc(len(env.values))
+            out.append((_KIND_TOPIC[env.kind], env.key, env.to_kafka()))
+        return out
+
+    async def _ack_in_order(self, pending: asyncio.Queue[tuple[list[asyncio.Future[Any]], list[_Inbound]] | None]) -> None:
+        """Await each batch's Kafka acknowledgements, then PUBACK its messages, batch after batch."""
+        assert self._client is not None
+        while (entry := await pending.get()) is not None:
+            futures, items = entry
+            await asyncio.gather(*futures)  # raises on a Kafka failure: no PUBACK, redelivery
+            for item in items:
+                if item.qos > 0:
+                    self._client.ack(item.mid, item.qos)
+                self._slots.release()
+            self.handled += len(items)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; raises when Kafka or the database fails."""
+        self._loop = asyncio.get_running_loop()
+        n = self.registry.load()
+        log.info("registry: %d devices", n)
+        producer = AIOKafkaProducer(bootstrap_servers=self.config.kafka_bootstrap, acks="all",
+                                    linger_ms=5, max_batch_size=512 * 1024,
+                                    request_timeout_ms=30_000)
+        await producer.start()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
+                             protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
+        client.username_pw_set(self.config.mqtt_username, self.config.mqtt_password)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(0.2, 5)
+        self._client = client
+        client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30)
+        client.loop_start()
+        pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
+        acker = asyncio.create_task(self._ack_in_order(pending))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if not self._inbox:
+                    self._wake.clear()
+                    self._wake_pending = False
+                    if not self._inbox:
+                        waiter = asyncio.create_task(self._wake.wait())
+                        await asyncio.wait({waiter, stopper, acker},
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        waiter.cancel()
+                        if acker.done():
+                            acker.result()  # re-raise the Kafka failure
+                        continue
+                batch = [self._inbox.popleft() for _ in range(min(len(self._inbox), self.config.batch_size))]
+                futures = []
+                for item in batch:
+                    for topic, key, value in self.handle(item):
+                        futures.append(await producer.send(topic, value=value, key=key))
+                await pending.put((futures, batch))
+        finally:
+            if not acker.done():
+                await pending.put(None)
+                try:
+                    await asyncio.wait_for(acker, 30)
+                except Exception:  # noqa: BLE001 - unacked messages are redelivered anyway
+                    log.exception("could not finish acknowledging")
+            stopper.cancel()
+            client.disconnect()
+            client.loop_stop()
+            await producer.stop()
+            self.registry.close()
+            log.info("gateway stopped after %d messages", self.handled)
+
+
+def _status(payload: bytes, tenant: str, device_id: str, received: datetime) -> Envelope:
+    text = payload.decode("utf-8", "replace").strip().lower()
+    if text not in ("online", "offline"):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"status must be online or offline, not {text[:40]!r}")
+    return Envelope(tenant=tenant, device_id=device_id, kind="status", ts=received,
+                    received_at=received, source_format=SourceFormat.STATUS, event=text)

@@ -1,0 +1,32 @@
+"""Logging set-up, done once by the CLI: plain text for people, JSON lines for machines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": self.formatTime(record), "level": record.levelname, "logger": record.name,
+               "msg": record.getMessage()}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc).decode()
+
+
+def setup_logging(level: str = "INFO", *, json: bool = False, component: str | None = None) -> None:
+    """Configure the root logger once for this process."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        name = f"[{component}] " if component else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {name}%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "yoyo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

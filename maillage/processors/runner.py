@@ -1,0 +1,103 @@
+"""One consumer loop for every processor: poll, `add()` each record to the sink, checkpoint.
+
+Checkpoint order (at most every `flush_ms`, or when the sink says it is full, or before a
+rebalance takes partitions away): 1. `sink.flush()` commits the batch to its target (the database
+transaction), 2. the consumer commits the offsets of every record added. A crash between 1 and 2
+replays the batch, which the sinks absorb idempotently; a failure in 1 stops the runner without
+committing offsets, so nothing is lost. The database work runs in a worker thread so that the
+consumer's heartbeats go on while PostgreSQL is slow (back-pressure instead of a group eviction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """What a processor gives the runner."""
+
+    def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Take one record (topic, partition, offset, key, value)."""
+
+    def full(self) -> bool:
+        """True when the sink wants a checkpoint now."""
+
+    def flush(self) -> None:
+        """Commit everything added so far to the target; raise to stop the runner."""
+
+
+class _Checkpointer(ConsumerRebalanceListener):
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            await self.runner.checkpoint()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("%s assigned %s", self.runner.group_id,
+                 ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)))
+
+
+class Runner:
+    """Consumes `topics` in consumer group `group_id` into `sink`."""
+
+    def __init__(self, *, bootstrap: str, topics: list[str], group_id: str, sink: Sink,
+                 flush_ms: int = 200, max_records: int = 20_000, client_id: str | None = None) -> None:
+        self.bootstrap, self.topics, self.group_id, self.sink = bootstrap, topics, group_id, sink
+        self.flush_ms, self.max_records = flush_ms, max_records
+        self.client_id = client_id or group_id
+        self._consumer: AIOKafkaConsumer | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()
+        self.records = 0
+
+    async def checkpoint(self) -> None:
+        """Flush the sink, then commit the offsets of what it took."""
+        async with self._lock:
+            if not self._uncommitted:
+                return
+            await asyncio.to_thread(self.sink.flush)
+            offsets = {tp: OffsetAndMetadata(off + 1, "") for tp, off in self._uncommitted.items()}
+            assert self._consumer is not None
+            await self._consumer.commit(offsets)
+            self._uncommitted.clear()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the last checkpoint runs before returning."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=self.max_records, fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024, session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000,
+        )
+        self._consumer = consumer
+        consumer.subscribe(self.topics, listener=_Checkpointer(self))
+        await consumer.start()
+        last = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=self.flush_ms, max_records=self.max_records)
+                for tp, records in batch.items():
+                    for rec in records:
+                        self.sink.add(rec)
+                    if records:
+                        self._uncommitted[tp] = records[-1].offset
+                        self.records += len(records)
+                now = time.monotonic()
+                if self.sink.full() or (now - last) * 1000 >= self.flush_ms:
+                    await self.checkpoint()
+                    last = now
+            await self.checkpoint()
+        finally:
+            await consumer.stop()
+            log.info("%s stopped after %d records", self.group_id, self.records)

@@ -1,0 +1,92 @@
+"""The state file of a running stack (`<data dir>/state.json`): where each part listens."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+from pydantic import BaseModel, Field
+
+from maillage.config import Settings
+from maillage.errors import StackError
+
+STATE_FILE = "state.json"
+
+
+class StackState(BaseModel):
+    """Written by `maillage up` once everything listens; read by every other command."""
+
+    api_url: str | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 0
+    kafka_bootstrap: str = ""
+    database_url: str = ""
+    up_pid: int = 0
+    pids: dict[str, int] = Field(default_factory=dict)
+    embedded: list[str] = Field(default_factory=list)
+
+    def write(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        os.replace(tmp, data_dir / STATE_FILE)
+
+    def running(self) -> bool:
+        """True while the `maillage up` process that wrote this is alive."""
+        return self.up_pid > 0 and psutil.pid_exists(self.up_pid)
+
+    def parts_up(self) -> dict[str, bool]:
+        """Whether each child process is alive."""
+        out: dict[str, bool] = {}
+        for name, pid in self.pids.items():
+            try:
+                out[name] = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                out[name] = False
+        return out
+
+
+def read_state(data_dir: Path) -> StackState | None:
+    """The state file, or None when there is none."""
+    path = data_dir / STATE_FILE
+    if not path.exists():
+        return None
+    return StackState.model_validate(json.loads(path.read_text()))
+
+
+def running_state(settings: Settings) -> StackState:
+    """The state of the running stack, or a StackError saying how to start it."""
+    state = read_state(settings.data_dir)
+    if state is None or not state.running():
+        raise StackError(
+            f"no running stack found in {settings.data_dir} (start it with `maillage up`, "
+            "or pass --data-dir)"
+        )
+    return state
+
+
+def database_url(settings: Settings) -> str:
+    """MAILLAGE_DATABASE_URL, else the running stack's database."""
+    if settings.database_url:
+        return settings.database_url
+    return running_state(settings).database_url
+
+
+def mqtt_admin(settings: Settings) -> tuple[str, int, str, str]:
+    """host, port, admin user and password of the broker's dynamic-security control."""
+    from maillage.stack.mosquitto import ADMIN_USER
+
+    state = running_state(settings)
+    creds_file = settings.data_dir / "mosquitto" / "credentials.json"
+    if not creds_file.exists():
+        raise StackError(f"no broker credentials in {creds_file}")
+    creds = json.loads(creds_file.read_text())
+    return state.mqtt_host, state.mqtt_port, ADMIN_USER, creds["admin_password"]
+
+
+def mqtt_gateway_password(settings: Settings) -> str:
+    """The gateway service account's password."""
+    creds = json.loads((settings.data_dir / "mosquitto" / "credentials.json").read_text())
+    return str(creds["gateway_password"])

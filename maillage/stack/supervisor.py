@@ -1,0 +1,165 @@
+"""`maillage up`: start every part in order, write the state file, watch, stop in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from maillage.config import Settings
+from maillage.db.migrate import migrate
+from maillage.errors import StackError
+from maillage.stack import kafka, mosquitto, postgres
+from maillage.stack.process import ManagedProcess, free_port, port_is_free, wait_for_port
+from maillage.stack.state import StackState, read_state
+
+log = logging.getLogger(__name__)
+
+
+def _maillage(*args: str) -> list[str]:
+    return [sys.executable, "-m", "maillage", *args]
+
+
+class Supervisor:
+    """Owns the children of `maillage up`; `stop()` (from a signal) ends `run()`."""
+
+    def __init__(self, settings: Settings, *, simulate: bool = False,
+                 simulate_args: list[str] | None = None) -> None:
+        self.settings = settings
+        self.simulate = simulate
+        self.simulate_args = simulate_args or ["--demo"]
+        self.data_dir = settings.data_dir.resolve()
+        self.procs: list[ManagedProcess] = []
+        self._stop = threading.Event()
+        self.state = StackState(up_pid=os.getpid())
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def _child(self, proc: ManagedProcess) -> ManagedProcess:
+        proc.start()
+        self.procs.append(proc)
+        self.state.pids[proc.name] = proc.pid
+        return proc
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["MAILLAGE_DATA_DIR"] = str(self.data_dir)
+        prom = self.data_dir / "prometheus"
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+        return env
+
+    def start(self) -> StackState:
+        """Start everything; returns the state once every part listens."""
+        old = read_state(self.data_dir)
+        if old is not None and old.running():
+            raise StackError(f"a stack already runs from {self.data_dir} (pid {old.up_pid})")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.data_dir / "logs"
+        prom = self.data_dir / "prometheus"
+        prom.mkdir(exist_ok=True)
+        for f in prom.glob("*.db"):
+            f.unlink()
+        s = self.settings
+        # 1. database
+        if s.database_url:
+            db_url = s.database_url
+        else:
+            proc, db_url = postgres.start(self.data_dir / "postgres", free_port())
+            self.procs.append(proc)
+            self.state.pids["postgres"] = proc.pid
+            self.state.embedded.append("postgres")
+        self.state.database_url = db_url
+        migrate(db_url)
+        from maillage.db.partitions_hook import ensure_partitions_now
+
+        ensure_partitions_now(db_url)
+        # 2. MQTT
+        if s.mqtt_url:
+            raise StackError("an external MQTT broker (MAILLAGE_MQTT_URL) is not supported by "
+                             "`maillage up` yet; use docker-compose for that")
+        mport = free_port()
+        mproc, _ = mosquitto.start(self.data_dir / "mosquitto", mport)
+        self.procs.append(mproc)
+        self.state.pids["mosquitto"] = mproc.pid
+        self.state.embedded.append("mosquitto")
+        self.state.mqtt_port = mport
+        # 3. Kafka
+        if s.kafka_bootstrap:
+            bootstrap = s.kafka_bootstrap
+        else:
+            kport = free_port()
+            kproc = kafka.start(self.data_dir, kport)
+            self.procs.append(kproc)
+            self.state.pids["kafka"] = kproc.pid
+            self.state.embedded.append("kafka")
+            bootstrap = f"127.0.0.1:{kport}"
+        self.state.kafka_bootstrap = bootstrap
+        kafka.ensure_topics_sync(bootstrap, s.kafka_partitions)
+        # State first: the children find the stack through it.
+        api_port = s.api_port if port_is_free(s.api_port, s.api_host) else free_port(s.api_host)
+        self.state.api_url = f"http://{s.api_host}:{api_port}"
+        self.state.write(self.data_dir)
+        env = self._env()
+        dd = ["--data-dir", str(self.data_dir)]
+        for i in range(s.storage_processes):
+            self._child(ManagedProcess(f"storage-{i}", _maillage("processor", "storage", *dd),
+                                       logs / f"storage-{i}.log", env=env))
+        for i in range(s.gateway_processes):
+            self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
+                                       logs / f"gateway-{i}.log", env=env))
+        api = self._child(ManagedProcess("api", _maillage("api", "--host", s.api_host, "--port",
+                                                          str(api_port), *dd),
+                                         logs / "api.log", env=env))
+        wait_for_port(s.api_host, api_port, 60, api)
+        self.state.write(self.data_dir)
+        if self.simulate:
+            self._child(ManagedProcess("simulator", _maillage("simulate", *self.simulate_args, *dd),
+                                       logs / "simulator.log", env=env))
+            self.state.write(self.data_dir)
+        return self.state
+
+    def watch(self) -> None:
+        """Block until stop() or a child dies unexpectedly."""
+        while not self._stop.wait(1.0):
+            for proc in self.procs:
+                if not proc.alive():
+                    log.error("%s exited (code %s); stopping the stack. Its log: %s",
+                              proc.name, proc.returncode(), proc.log_path)
+                    return
+
+    def shutdown(self) -> None:
+        """Stop children in reverse order of start: simulator, API, gateways, processors, brokers, db."""
+        for proc in reversed(self.procs):
+            proc.stop(timeout_s=30)
+        state_file = self.data_dir / "state.json"
+        if state_file.exists():
+            self.state.up_pid = 0
+            self.state.write(self.data_dir)
+
+
+def run_up(settings: Settings, *, simulate: bool, print_fn=print) -> int:  # type: ignore[no-untyped-def]
+    """Start, report where everything listens, run until SIGINT/SIGTERM, stop cleanly."""
+    sup = Supervisor(settings, simulate=simulate)
+    signal.signal(signal.SIGTERM, sup.stop)
+    signal.signal(signal.SIGINT, sup.stop)
+    with ExitStack() as stack:
+        stack.callback(sup.shutdown)
+        started = time.monotonic()
+        state = sup.start()
+        print_fn(f"maillage is up ({time.monotonic() - started:.1f}s), data in {sup.data_dir}")
+        print_fn(f"  API + web page : {state.api_url}  (OpenAPI: {state.api_url}/docs)")
+        print_fn(f"  MQTT (devices) : {state.mqtt_host}:{state.mqtt_port}")
+        print_fn(f"  Kafka          : {state.kafka_bootstrap}")
+        print_fn(f"  PostgreSQL     : {state.database_url}")
+        print_fn(f"  logs           : {Path(sup.data_dir) / 'logs'}")
+        if simulate:
+            print_fn("  simulator      : demo territory (tenant 'demo')")
+        print_fn("Ctrl-C stops everything.")
+        sup.watch()
+    return 0
