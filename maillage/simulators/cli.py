@@ -1,0 +1,144 @@
+"""`maillage simulate`: build a territory, register its devices, publish its life over MQTT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
+from maillage.simulators.scenario import (
+    DEMO_COMMUNES,
+    Fleet,
+    Scenario,
+    ScenarioError,
+    demo_scenario,
+    load_scenario,
+)
+
+log = logging.getLogger(__name__)
+
+# When accelerated without a start, begin this far in the past (the run catches up with now).
+DEFAULT_BACKFILL = timedelta(days=7)
+
+
+def build_scenario(*, scenario_file: Path | None, demo: bool, meters: int | None,
+                   streetlights: int | None, care_homes: int | None, tenant: str | None,
+                   seed: int | None, start: str | None, speed: float | None) -> Scenario:
+    """The scenario from a file, the demo, or the flags, with the flags overriding."""
+    if scenario_file is not None:
+        sc = load_scenario(scenario_file)
+    elif demo:
+        sc = demo_scenario()
+    else:
+        sc = Scenario(communes=DEMO_COMMUNES, fleet=Fleet())
+    fleet: dict[str, int] = {}
+    for key, value in (("meters", meters), ("streetlights", streetlights),
+                       ("care_homes", care_homes)):
+        if value is not None:
+            fleet[key] = value
+    update: dict[str, object] = {"fleet": sc.fleet.model_copy(update=fleet)}
+    if tenant is not None:
+        update["tenant"] = tenant
+    if seed is not None:
+        update["seed"] = seed
+    if speed is not None:
+        update["speed"] = speed
+    if start is not None:
+        update["start"] = parse_start(start)
+    return Scenario.model_validate({**sc.model_dump(), **update})
+
+
+def parse_start(text: str) -> datetime:
+    """An ISO 8601 start; a date or a time without zone is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ScenarioError(f"--start {text!r} is not an ISO 8601 date or time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def resolve_start(sc: Scenario, duration_s: float) -> datetime:
+    """The simulated start: given, now (real time), or in the past so acceleration ends near now."""
+    if sc.start is not None:
+        return sc.start
+    now = datetime.now(UTC).replace(microsecond=0)
+    if sc.speed <= 1:
+        return now
+    back = timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else DEFAULT_BACKFILL
+    return now - back
+
+
+@clean_errors
+def simulate(
+    scenario: Annotated[Path | None, typer.Option("--scenario", help="Scenario file (YAML or TOML).",
+                                                  exists=True, dir_okay=False)] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="The built-in demo territory.")] = False,
+    meters: Annotated[int | None, typer.Option(help="Number of electricity meters.")] = None,
+    streetlights: Annotated[int | None, typer.Option(help="Number of streetlights.")] = None,
+    care_homes: Annotated[int | None, typer.Option("--care-homes",
+                                                   help="Number of care dwellings.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (created if missing).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: same seed, same data.")] = None,
+    start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601.")] = None,
+    speed: Annotated[float | None, typer.Option(help="Time acceleration (1 = real time).")] = None,
+    duration: Annotated[float, typer.Option(help="Wall seconds to run (0 = until stopped).")] = 0,
+    labels: Annotated[Path | None, typer.Option(help="Write injected anomalies (JSONL).")] = None,
+    registration_file: Annotated[Path | None, typer.Option(
+        "--registration-file", help="Write a CSV for `maillage devices import` and stop.")] = None,
+    load: Annotated[bool, typer.Option("--load", help="Load mode (see docs/simulators.md).")] = False,
+    devices: Annotated[int, typer.Option(help="Load mode: number of devices.")] = 100_000,
+    rate: Annotated[float, typer.Option(help="Load mode: target messages per second.")] = 5000,
+    connections: Annotated[int, typer.Option(help="Load mode: concurrent MQTT sessions.")] = 200,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write publications to --out, no MQTT.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Dry run: output file (JSON lines).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Simulate a territory (meters, streetlights, care homes) with labelled anomalies."""
+    settings = settings_for(data_dir, "simulate")
+    if load:
+        from maillage.simulators.load import run_load
+
+        print_json(run_load(settings=settings, tenant=tenant or "load", devices=devices, rate=rate,
+                            connections=connections, duration_s=duration, seed=seed or 1,
+                            registration_file=registration_file))
+        return
+    sc = build_scenario(scenario_file=scenario, demo=demo, meters=meters,
+                        streetlights=streetlights, care_homes=care_homes, tenant=tenant,
+                        seed=seed, start=start, speed=speed)
+    from maillage.simulators.runner import simulate_scenario
+
+    if dry_run and out is None:
+        raise ScenarioError("--dry-run needs --out FILE")
+    if dry_run and duration <= 0:
+        raise ScenarioError("--dry-run needs --duration (simulated span = duration x speed)")
+    stop = threading.Event()
+    _install_stop(stop)
+    result = simulate_scenario(sc, settings=settings, start=resolve_start(sc, duration),
+                               duration_s=duration, labels_path=labels,
+                               registration_file=registration_file, dry_run_out=out if dry_run else None,
+                               stop=stop)
+    print_json(result)
+
+
+def _install_stop(stop: threading.Event) -> None:
+    """SIGTERM (from `maillage up`) and Ctrl-C both end the run cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def wall_deadline(duration_s: float) -> float | None:
+    """Absolute wall time at which to stop, or None to run until stopped."""
+    return time.time() + duration_s if duration_s > 0 else None
