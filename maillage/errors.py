@@ -26,6 +26,7 @@ class DlqReason(StrEnum):
     UNKNOWN_LABEL = "unknown_label"
     UNSUPPORTED_FORMAT = "unsupported_format"
     TOO_LARGE = "too_large"
+    BAD_UNIT = "bad_unit"  # a unit inconsistent with the metric its record names
 
 
 class PayloadError(MaillageError):

@@ -30,6 +30,55 @@ class Metric(StrEnum):
     HUMIDITY_PCT = "humidity_pct"
     BATTERY_PCT = "battery_pct"
     RSSI_DBM = "rssi_dbm"
+    # Appended for the TIC, SenML and lighting formats (issue 4).
+    BURNING_HOURS_H = "burning_hours_h"
+    """Cumulative lamp burning time, hours."""
+    ENERGY_IMPORT_HC_WH = "energy_import_hc_wh"
+    """Off-peak (heures creuses) import register of a Linky/CBE meter, Wh."""
+    ENERGY_IMPORT_HP_WH = "energy_import_hp_wh"
+    """Peak (heures pleines) import register, Wh."""
+    ENERGY_IMPORT_EJP_HN_WH = "energy_import_ejp_hn_wh"
+    """EJP option, normal hours register, Wh."""
+    ENERGY_IMPORT_EJP_HPM_WH = "energy_import_ejp_hpm_wh"
+    """EJP option, mobile peak hours register, Wh."""
+    ENERGY_IMPORT_HC_BLUE_WH = "energy_import_hc_blue_wh"
+    """Tempo option registers (blue/white/red days, off-peak/peak), Wh."""
+    ENERGY_IMPORT_HP_BLUE_WH = "energy_import_hp_blue_wh"
+    ENERGY_IMPORT_HC_WHITE_WH = "energy_import_hc_white_wh"
+    ENERGY_IMPORT_HP_WHITE_WH = "energy_import_hp_white_wh"
+    ENERGY_IMPORT_HC_RED_WH = "energy_import_hc_red_wh"
+    ENERGY_IMPORT_HP_RED_WH = "energy_import_hp_red_wh"
+    ENERGY_IMPORT_F01_WH = "energy_import_f01_wh"
+    """Linky standard mode supplier registers EASF01..EASF10, Wh."""
+    ENERGY_IMPORT_F02_WH = "energy_import_f02_wh"
+    ENERGY_IMPORT_F03_WH = "energy_import_f03_wh"
+    ENERGY_IMPORT_F04_WH = "energy_import_f04_wh"
+    ENERGY_IMPORT_F05_WH = "energy_import_f05_wh"
+    ENERGY_IMPORT_F06_WH = "energy_import_f06_wh"
+    ENERGY_IMPORT_F07_WH = "energy_import_f07_wh"
+    ENERGY_IMPORT_F08_WH = "energy_import_f08_wh"
+    ENERGY_IMPORT_F09_WH = "energy_import_f09_wh"
+    ENERGY_IMPORT_F10_WH = "energy_import_f10_wh"
+    ENERGY_IMPORT_D01_WH = "energy_import_d01_wh"
+    """Linky standard mode distributor registers EASD01..EASD04, Wh."""
+    ENERGY_IMPORT_D02_WH = "energy_import_d02_wh"
+    ENERGY_IMPORT_D03_WH = "energy_import_d03_wh"
+    ENERGY_IMPORT_D04_WH = "energy_import_d04_wh"
+    APPARENT_POWER_EXPORT_VA = "apparent_power_export_va"
+    """Instantaneous injected apparent power (Linky SINSTI), VA."""
+    VOLTAGE_L1_V = "voltage_l1_v"
+    """Per-phase values of three-phase meters and lighting cabinets."""
+    VOLTAGE_L2_V = "voltage_l2_v"
+    VOLTAGE_L3_V = "voltage_l3_v"
+    CURRENT_L1_A = "current_l1_a"
+    CURRENT_L2_A = "current_l2_a"
+    CURRENT_L3_A = "current_l3_a"
+    ACTIVE_POWER_L1_W = "active_power_l1_w"
+    ACTIVE_POWER_L2_W = "active_power_l2_w"
+    ACTIVE_POWER_L3_W = "active_power_l3_w"
+    APPARENT_POWER_L1_VA = "apparent_power_l1_va"
+    APPARENT_POWER_L2_VA = "apparent_power_l2_va"
+    APPARENT_POWER_L3_VA = "apparent_power_l3_va"
 
 
 METRIC_UNITS: dict[Metric, str] = {
@@ -52,7 +101,14 @@ METRIC_UNITS: dict[Metric, str] = {
     Metric.HUMIDITY_PCT: "%RH",
     Metric.BATTERY_PCT: "%EL",
     Metric.RSSI_DBM: "dBm",
+    Metric.BURNING_HOURS_H: "h",
+    Metric.APPARENT_POWER_EXPORT_VA: "VA",
 }
+# The appended registers and per-phase values take the unit their name ends with.
+_SUFFIX_UNITS = {"_wh": "Wh", "_va": "VA", "_w": "W", "_v": "V", "_a": "A"}
+for _m in Metric:
+    if _m not in METRIC_UNITS:
+        METRIC_UNITS[_m] = next(u for sfx, u in _SUFFIX_UNITS.items() if _m.endswith(sfx))
 
 CUMULATIVE: frozenset[str] = frozenset({Metric.ENERGY_IMPORT_WH, Metric.ENERGY_EXPORT_WH})
 """Counters whose bucket value is a difference of indexes, not a mean."""

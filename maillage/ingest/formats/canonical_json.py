@@ -1,4 +1,9 @@
-"""Canonical JSON on `…/up/json`: one record or a list of `{"ts", "seq"?, "values": {...}}`."""
+"""Canonical JSON on `…/up/json`: one record or a list of `{"ts", "seq"?, "values": {...}}`.
+
+Lighting telemetry (see `lighting`): a record may carry a top-level `"status"` (streetlight
+health), kept as `attrs["status"]`; with a status, `values` may be absent. Records of lighting
+devices get their status and value ranges checked.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import orjson
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext
+from maillage.ingest.formats import MessageContext, lighting
 from maillage.ingest.formats.timestamps import parse_ts
 from maillage.metrics import KNOWN, is_valid_name
 
@@ -34,7 +39,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
     where = f"record {index}: " if index else ""
     if not isinstance(rec, dict):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}expected an object")
-    extra = set(rec) - {"ts", "seq", "values", "attrs"}
+    extra = set(rec) - {"ts", "seq", "values", "attrs", "status"}
     if extra:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}unexpected fields {sorted(extra)}")
     if "ts" not in rec:
@@ -44,22 +49,30 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'seq' must be an integer")
     raw = rec.get("values")
-    if not isinstance(raw, dict) or not raw:
+    if "status" in rec and raw is None:
+        raw = {}  # a status-only report of a streetlight
+    elif not isinstance(raw, dict) or not raw:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
     values: dict[str, float] = {}
     for name, value in raw.items():
         if not is_valid_name(name):
-            raise PayloadError(DlqReason.UNKNOWN_METRIC, f"{where}metric name {name!r} is not valid")
+            raise PayloadError(DlqReason.UNKNOWN_METRIC,
+                               f"{where}metric name {name!r} is not valid")
         if isinstance(value, bool):
             value = 1.0 if value else 0.0
         if not isinstance(value, int | float) or not math.isfinite(value):
-            raise PayloadError(DlqReason.BAD_VALUE, f"{where}{name}={value!r} is not a finite number")
+            raise PayloadError(DlqReason.BAD_VALUE,
+                               f"{where}{name}={value!r} is not a finite number")
         values[name] = float(value)
     attrs = rec.get("attrs") or {}
     if not isinstance(attrs, dict) or not all(
         isinstance(v, str | int | float | bool) or v is None for v in attrs.values()
     ):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
+    if "status" in rec:
+        attrs = _with_status(rec["status"], attrs, where, ctx)
+    if lighting.is_lighting(ctx.device_type):
+        lighting.check_telemetry(values, attrs, where)
     return Envelope(
         tenant=ctx.tenant,
         device_id=ctx.device_id,
@@ -71,3 +84,15 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         attrs=attrs,
         unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
     )
+
+
+def _with_status(status: Any, attrs: dict[str, Any], where: str,
+                 ctx: MessageContext) -> dict[str, Any]:
+    """Fold the top-level lighting `status` into the attributes."""
+    if ctx.device_type is not None and not lighting.is_lighting(ctx.device_type):
+        raise PayloadError(DlqReason.INVALID_SCHEMA,
+                           f"{where}'status' is for lighting devices, not a {ctx.device_type}")
+    lighting.check_status(status, where)
+    if attrs.get("status", status) != status:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'status' and attrs.status differ")
+    return {**attrs, "status": status}

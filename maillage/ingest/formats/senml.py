@@ -1,0 +1,229 @@
+"""SenML JSON packs on `…/up/senml` (RFC 8428, units of RFC 8428/8798).
+
+Records are resolved as RFC 8428 says: base name, time and unit carry over to the following
+records until replaced; times are seconds, `bt + t`, relative to the receive time when below
+2**28; `bver` above 10 is `unsupported_format`, and so is any unknown field ending in `_`
+(must-understand). Base value/sum are added to records that carry `v`/`s` (a record with no
+value field at all takes the base value, or the base sum). A record with nothing but base fields
+only sets bases.
+
+Values: `v` -> a metric, converted to its unit (`kW`, `kWh` x1000...); `vb` -> 0/1; `vs`/`vd` ->
+`attrs[short name]`. A sum `s` of power (`W`, W·s) becomes `energy_import_wh` (/3600); for an
+energy unit (`Wh`, `kWh`, `J`) `s`, when present, is read as the index. How a record picks its
+metric is in `senml_units`: a record whose name and unit both fail to map rejects the whole
+pack with `unknown_metric` naming the record, rather than storing a value we cannot interpret.
+
+Records at different times give one envelope per distinct time. A pack naming several devices
+(several name prefixes), or any pack of a `care_hub`, gives one envelope per time and name
+prefix, with `attrs["sensor"]` = the prefix's last segment (`urn:dev:mac:<id>:temp`,
+`<hub>/<id>/temp`); the gateway re-keys those after checking the registry.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from maillage.envelope import EPOCH, Envelope, SourceFormat
+from maillage.errors import DlqReason, PayloadError
+from maillage.ingest.formats import MessageContext, lighting
+from maillage.ingest.formats.common import MAX_TEXT, Scalar, load_json
+from maillage.ingest.formats.senml_units import UNITS, pick_metric, split_name
+from maillage.metrics import KNOWN, Metric
+
+MAX_RECORDS = 10_000
+SENML_VERSION = 10
+RELATIVE_LIMIT = 2**28
+NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-:./_")
+_BASES = ("bn", "bt", "bu", "bv", "bs", "bver")
+_KNOWN_FIELDS = frozenset(_BASES + ("n", "u", "v", "vs", "vb", "vd", "s", "t", "ut", "l"))
+_VALUE_FIELDS = ("v", "vs", "vb", "vd")
+
+
+@dataclass
+class _Bases:
+    """The base fields in effect while walking the pack."""
+
+    name: str = ""
+    time: float = 0.0
+    unit: str | None = None
+    value: float | None = None
+    sum: float | None = None
+    version: int | None = None
+
+
+@dataclass
+class _Group:
+    """What goes into one envelope."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    attrs: dict[str, Scalar] = field(default_factory=dict)
+
+
+def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
+    """Parse a SenML pack into one envelope per measurement time (and relayed sensor)."""
+    pack = load_json(payload)
+    if not isinstance(pack, list) or not pack:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, "a SenML pack is a non-empty JSON array")
+    if len(pack) > MAX_RECORDS:
+        raise PayloadError(DlqReason.TOO_LARGE, f"{len(pack)} records > {MAX_RECORDS}")
+    bases = _Bases()
+    resolved: list[tuple[datetime, str, str, dict[str, Any]]] = []
+    for index, rec in enumerate(pack):
+        where = f"record {index}"
+        if not isinstance(rec, dict):
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: expected an object")
+        _check_fields(rec, where)
+        _update_bases(bases, rec, where)
+        if set(rec) <= set(_BASES):
+            continue  # a record that only sets bases
+        name = bases.name + _text(rec, "n", where, "")
+        if not name or name[0] not in NAME_CHARS - set("-:./_") or not set(name) <= NAME_CHARS:
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: bad name {name[:80]!r}")
+        ts = _time(bases.time + _number(rec, "t", where, 0.0), ctx.received_at, where)
+        prefix, short = split_name(name)
+        resolved.append((ts, prefix.rstrip(":/._-"), short, _with_bases(rec, bases, where)))
+    if not resolved:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, "the pack has no measurement")
+    relayed = ctx.device_type == "care_hub" or len({p for _, p, _, _ in resolved}) > 1
+    groups: dict[tuple[datetime, str], _Group] = {}
+    for ts, prefix, short, rec in resolved:
+        group = groups.setdefault((ts, prefix if relayed else ""), _Group())
+        _add_record(group, short, rec)
+    return [_envelope(ts, prefix, group, ctx) for (ts, prefix), group in sorted(groups.items())]
+
+
+def _check_fields(rec: dict[str, Any], where: str) -> None:
+    """Reject must-understand extensions and records with several values."""
+    for key in rec:
+        if key.endswith("_") and key not in _KNOWN_FIELDS:
+            raise PayloadError(DlqReason.UNSUPPORTED_FORMAT,
+                               f"{where}: must-understand field {key[:40]!r} is not supported")
+    if sum(k in rec for k in _VALUE_FIELDS) > 1:
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: more than one value field")
+
+
+def _update_bases(bases: _Bases, rec: dict[str, Any], where: str) -> None:
+    """Apply the record's base fields to the running bases."""
+    if "bver" in rec:
+        version = rec["bver"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: bver must be a positive integer")
+        if version > SENML_VERSION:
+            raise PayloadError(DlqReason.UNSUPPORTED_FORMAT, f"{where}: SenML version {version}")
+        if bases.version not in (None, version):
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: records of different versions")
+        bases.version = version
+    if "bn" in rec:
+        bases.name = _text(rec, "bn", where, "")
+    if "bt" in rec:
+        bases.time = _number(rec, "bt", where, 0.0, DlqReason.BAD_TIMESTAMP)
+    if "bu" in rec:
+        bases.unit = _text(rec, "bu", where, "") or None
+    if "bv" in rec:
+        bases.value = _number(rec, "bv", where, 0.0)
+    if "bs" in rec:
+        bases.sum = _number(rec, "bs", where, 0.0)
+
+
+def _with_bases(rec: dict[str, Any], bases: _Bases, where: str) -> dict[str, Any]:
+    """The record's unit, value and sum with the bases applied."""
+    out: dict[str, Any] = {"where": where, "u": _text(rec, "u", where, "") or bases.unit}
+    has_value = any(k in rec for k in _VALUE_FIELDS)
+    if "v" in rec or (not has_value and "s" not in rec and bases.value is not None):
+        out["v"] = (bases.value or 0.0) + _number(rec, "v", where, 0.0)
+    if "s" in rec or (not has_value and "v" not in out and bases.sum is not None):
+        out["s"] = (bases.sum or 0.0) + _number(rec, "s", where, 0.0)
+    if "vb" in rec:
+        if not isinstance(rec["vb"], bool):
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: vb must be a boolean")
+        out["v"] = 1.0 if rec["vb"] else 0.0
+        out["u"] = None  # a boolean has no unit to convert
+    for key in ("vs", "vd"):
+        if key in rec:
+            out["text"] = _text(rec, key, where, "")
+    if not any(k in out for k in ("v", "s", "text")):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: no value and no sum")
+    return out
+
+
+def _add_record(group: _Group, short: str, rec: dict[str, Any]) -> None:
+    """Put one resolved record's value, sum or text into its envelope."""
+    where, unit_text = rec["where"], rec["u"]
+    if "text" in rec:
+        if len(rec["text"]) > MAX_TEXT:
+            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: text longer than {MAX_TEXT}")
+        _put(group.attrs, short or "value", rec["text"], where)
+        return
+    unit = UNITS.get(unit_text or "")
+    has_sum = "s" in rec
+    if has_sum and unit is not None and unit.base == "W":  # integral of power: W·s
+        target = Metric.ENERGY_EXPORT_WH if "export" in short else Metric.ENERGY_IMPORT_WH
+        _put(group.values, target, unit.convert(rec["s"]) / 3600.0, where)
+        if "v" not in rec:
+            return
+        has_sum = False
+    if has_sum and (unit is None or unit.base != "Wh"):
+        raise PayloadError(DlqReason.UNKNOWN_METRIC,
+                           f"{where}: a sum in {unit_text!r} has no canonical metric")
+    metric, conversion = pick_metric(short, unit_text, where)
+    raw = rec["s"] if has_sum else rec["v"]  # an energy index may come as a sum
+    _put(group.values, metric, conversion.convert(raw) if conversion else raw, where)
+
+
+def _put(target: dict[str, Any], key: str, value: Any, where: str) -> None:
+    if key in target:
+        raise PayloadError(DlqReason.INVALID_SCHEMA,
+                           f"{where}: a second value for {key!r} at the same time")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(DlqReason.BAD_VALUE, f"{where}: {key} is not a finite number")
+    target[key] = value
+
+
+def _envelope(ts: datetime, prefix: str, group: _Group, ctx: MessageContext) -> Envelope:
+    attrs = dict(group.attrs)
+    if prefix:  # the relayed sensor: the last segment of its name prefix (a MAC, an id)
+        attrs["sensor"] = re.split("[:/]", prefix)[-1] or prefix
+
+    if lighting.is_lighting(ctx.device_type):
+        lighting.check_telemetry(group.values, attrs)
+    return Envelope(
+        tenant=ctx.tenant,
+        device_id=ctx.device_id,
+        ts=ts,
+        received_at=ctx.received_at,
+        source_format=SourceFormat.SENML,
+        values=group.values,
+        attrs=attrs,
+        unknown_metrics=tuple(sorted(n for n in group.values if n not in KNOWN)),
+    )
+
+
+def _time(seconds: float, now: datetime, where: str) -> datetime:
+    """RFC 8428 time: absolute epoch seconds from 2**28 on, else relative to now."""
+    try:
+        if seconds < RELATIVE_LIMIT:
+            return now + timedelta(seconds=seconds)
+        return EPOCH + timedelta(seconds=seconds)
+    except OverflowError as exc:
+        raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{where}: time {seconds} out of range") from exc
+
+
+def _number(rec: dict[str, Any], key: str, where: str, default: float,
+            reason: DlqReason = DlqReason.INVALID_SCHEMA) -> float:
+    value = rec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if key == "t":
+            reason = DlqReason.BAD_TIMESTAMP
+        raise PayloadError(reason, f"{where}: {key} must be a finite number")
+    return float(value)
+
+
+def _text(rec: dict[str, Any], key: str, where: str, default: str) -> str:
+    value = rec.get(key, default)
+    if not isinstance(value, str):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: {key} must be a string")
+    return value

@@ -1,0 +1,114 @@
+"""Linky/CBE TIC framing: bytes -> checked groups, for both modes (Enedis NOI-CPT_02E, _54E).
+
+A frame is `[STX] (LF group CR)+ [ETX]`; STX and ETX are optional, but one without the other is
+a frame cut at one end. The mode is read from the first group: a TAB means *standard*.
+
+- historique: `LABEL SP DATA SP CHECKSUM`; checksum over `LABEL SP DATA` (the last SP excluded).
+- standard: `LABEL HT [HORODATE HT] DATA HT CHECKSUM`; checksum over everything up to and
+  including the last HT.
+
+Checksum = (sum of the bytes & 0x3F) + 0x20. Errors: bytes above 0x7F, control characters or
+stray bytes between groups -> `malformed`; a cut frame, a group without CR or with missing
+fields -> `truncated`; a wrong checksum -> `bad_checksum` (naming the label); a label outside
+`[A-Z0-9+-]` with a correct checksum -> `unknown_label`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from maillage.errors import DlqReason, PayloadError
+
+STX, ETX, EOT, LF, CR = 0x02, 0x03, 0x04, 0x0A, 0x0D
+LABEL = re.compile(r"[A-Z0-9+-]{1,16}")
+_PRINTABLE = re.compile(r"[\t\x20-\x7e]*")
+
+Mode = Literal["historique", "standard"]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One information group of a frame."""
+
+    label: str
+    data: str
+    horodate: str | None = None
+
+
+def checksum(text: str) -> str:
+    """The TIC checksum character of `text`."""
+    return chr((sum(text.encode("ascii")) & 0x3F) + 0x20)
+
+
+def split_groups(payload: bytes) -> list[str]:
+    """The text of each group (between LF and CR), after checking the framing."""
+    if not payload:
+        raise PayloadError(DlqReason.TRUNCATED, "empty frame")
+    high = next((i for i, b in enumerate(payload) if b > 0x7F), None)
+    if high is not None:
+        raise PayloadError(DlqReason.MALFORMED,
+                           f"non-ASCII byte 0x{payload[high]:02x} at offset {high}")
+    if EOT in payload:
+        raise PayloadError(DlqReason.TRUNCATED, "frame interrupted by the meter (EOT)")
+    body = payload
+    if body[0] == STX:
+        if body[-1] != ETX or len(body) == 1:
+            raise PayloadError(DlqReason.TRUNCATED, "frame starts with STX but has no ETX")
+        body = body[1:-1]
+    elif body[-1] == ETX:
+        raise PayloadError(DlqReason.TRUNCATED, "frame ends with ETX but has no STX")
+    groups: list[str] = []
+    pos = 0
+    while pos < len(body):
+        if body[pos] != LF:
+            raise PayloadError(DlqReason.MALFORMED,
+                               f"byte 0x{body[pos]:02x} outside a group at offset {pos}")
+        end = body.find(CR, pos + 1)
+        nxt = body.find(LF, pos + 1)
+        if end < 0 or 0 <= nxt < end:
+            raise PayloadError(DlqReason.TRUNCATED, f"group {len(groups)} has no CR")
+        text = body[pos + 1:end].decode("ascii")
+        if not _PRINTABLE.fullmatch(text):
+            raise PayloadError(DlqReason.MALFORMED, f"control character in group {len(groups)}")
+        groups.append(text)
+        pos = end + 1
+    if not groups:
+        raise PayloadError(DlqReason.TRUNCATED, "no group in the frame")
+    return groups
+
+
+def detect_mode(groups: list[str]) -> Mode:
+    """Standard mode uses TAB separators, historique mode spaces."""
+    return "standard" if "\t" in groups[0] else "historique"
+
+
+def parse_group(text: str, mode: Mode, index: int) -> Group:
+    """Split and check one group."""
+    if len(text) < 4:
+        raise PayloadError(DlqReason.TRUNCATED, f"group {index} is too short: {text!r}")
+    sep = "\t" if mode == "standard" else " "
+    if text[-2] != sep:
+        raise PayloadError(DlqReason.TRUNCATED,
+                           f"group {index} ({text[:16]!r}): no separator before the checksum")
+    if mode == "standard":
+        covered = text[:-1]
+        parts = text[:-2].split("\t")
+    else:
+        covered = text[:-2]
+        parts = covered.split(" ", 1)
+    if len(parts) < 2:
+        raise PayloadError(DlqReason.TRUNCATED, f"group {index} ({text[:16]!r}): no data field")
+    if len(parts) > 3:
+        raise PayloadError(DlqReason.MALFORMED, f"group {index} ({parts[0][:16]!r}): too many fields")
+    label = parts[0]
+    expected = checksum(covered)
+    if text[-1] != expected:
+        raise PayloadError(DlqReason.BAD_CHECKSUM,
+                           f"group {label[:16]!r}: checksum {text[-1]!r}, expected {expected!r}")
+    if not LABEL.fullmatch(label):
+        raise PayloadError(DlqReason.UNKNOWN_LABEL, f"group {index}: malformed label {label[:16]!r}")
+    if len(parts) == 3:
+        return Group(label, parts[2], horodate=parts[1])
+    return Group(label, parts[1])
