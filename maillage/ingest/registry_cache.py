@@ -19,12 +19,15 @@ class KnownDevice:
     pk: int
     type: str
     since: datetime
-    """Earliest acceptable measurement time: installation date, else registration time."""
+    """Earliest acceptable measurement time: the installation date when the registry has one
+    (a device registered after it was installed may still send its history), else a sanity floor."""
 
 
-_QUERY = """
-SELECT tenant_id, device_id, pk, type,
-       LEAST(COALESCE(installed_at, created_at), created_at) - interval '1 day'
+# Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data.
+CLOCK_FLOOR = "2010-01-01T00:00:00Z"
+
+_QUERY = f"""
+SELECT tenant_id, device_id, pk, type, COALESCE(installed_at, '{CLOCK_FLOOR}'::timestamptz)
 FROM devices
 """
 

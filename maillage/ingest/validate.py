@@ -22,4 +22,4 @@ def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
         if env.ts < since:
             raise PayloadError(DlqReason.BEFORE_DEVICE,
                                f"ts {env.ts.isoformat()} is before the device was installed "
-                               f"({since.isoformat()})")
+                               f"or its clock was set ({since.isoformat()})")

@@ -77,8 +77,10 @@ class Runner:
             bootstrap_servers=self.bootstrap, group_id=self.group_id, client_id=self.client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.max_records, fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024, session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            # Tansu completes a group join after about half the session timeout: keep it short.
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=1_000, max_poll_interval_ms=600_000,
         )
         self._consumer = consumer
         consumer.subscribe(self.topics, listener=_Checkpointer(self))

@@ -1,0 +1,110 @@
+"""The runner commits offsets only after its sink flushed: checked after success and after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
+
+from maillage.processors.runner import Runner
+
+
+class ListSink:
+    """Collects record values; fails on flush when told to."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.buffer: list[bytes] = []
+        self.flushed: list[bytes] = []
+        self.fail = fail
+
+    def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        assert record.value is not None
+        self.buffer.append(record.value)
+
+    def full(self) -> bool:
+        return len(self.buffer) >= 1000
+
+    def flush(self) -> None:
+        if self.fail:
+            raise RuntimeError("database down")
+        self.flushed += self.buffer
+        self.buffer.clear()
+
+
+async def _setup(bootstrap: str, n: int) -> str:
+    topic = f"test-runner-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    for i in range(n):
+        await producer.send(topic, f"r{i}".encode())
+    await producer.flush()
+    await producer.stop()
+    return topic
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+async def _run_until(runner: Runner, sink: ListSink, n: int) -> BaseException | None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    for _ in range(1200):
+        await asyncio.sleep(0.05)
+        if len(sink.flushed) >= n or task.done():
+            break
+    stop.set()
+    try:
+        await asyncio.wait_for(task, 30)
+    except Exception as exc:  # noqa: BLE001 - the crash case returns it
+        return exc
+    return None
+
+
+def test_offsets_committed_after_flush(services) -> None:  # type: ignore[no-untyped-def]
+    """Success: every record flushed once, committed offset = number of records."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 50)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        sink = ListSink()
+        err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                                      sink=sink, flush_ms=100), sink, 50)
+        assert err is None
+        assert sink.flushed == [f"r{i}".encode() for i in range(50)]
+        assert await _committed(services.kafka_bootstrap, group, topic) == 50
+
+    asyncio.run(scenario())
+
+
+def test_no_commit_when_the_sink_fails(services) -> None:  # type: ignore[no-untyped-def]
+    """Crash: the flush fails, the runner stops with the error, nothing is committed, a restart
+    with a healthy sink gets every record again."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 20)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        failing = ListSink(fail=True)
+        err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                                      sink=failing, flush_ms=100), failing, 20)
+        assert isinstance(err, RuntimeError)
+        assert await _committed(services.kafka_bootstrap, group, topic) is None
+        healthy = ListSink()
+        err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                                      sink=healthy, flush_ms=100), healthy, 20)
+        assert err is None
+        assert healthy.flushed == [f"r{i}".encode() for i in range(20)]
+
+    asyncio.run(scenario())
