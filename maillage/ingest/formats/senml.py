@@ -55,6 +55,20 @@ class _Bases:
     version: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One record with the bases applied."""
+
+    where: str
+    ts: datetime
+    prefix: str
+    short: str
+    unit: str | None
+    value: float | None = None
+    sum: float | None = None
+    text: str | None = None
+
+
 @dataclass
 class _Group:
     """What goes into one envelope."""
@@ -71,7 +85,7 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     if len(pack) > MAX_RECORDS:
         raise PayloadError(DlqReason.TOO_LARGE, f"{len(pack)} records > {MAX_RECORDS}")
     bases = _Bases()
-    resolved: list[tuple[datetime, str, str, dict[str, Any]]] = []
+    resolved: list[_Record] = []
     for index, rec in enumerate(pack):
         where = f"record {index}"
         if not isinstance(rec, dict):
@@ -84,15 +98,13 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         if not name or name[0] not in NAME_CHARS - set("-:./_") or not set(name) <= NAME_CHARS:
             raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: bad name {name[:80]!r}")
         ts = _time(bases.time + _number(rec, "t", where, 0.0), ctx.received_at, where)
-        prefix, short = split_name(name)
-        resolved.append((ts, prefix.rstrip(":/._-"), short, _with_bases(rec, bases, where)))
+        resolved.append(_resolve(rec, bases, where, ts, name))
     if not resolved:
         raise PayloadError(DlqReason.INVALID_SCHEMA, "the pack has no measurement")
-    relayed = ctx.device_type == "care_hub" or len({p for _, p, _, _ in resolved}) > 1
+    relayed = ctx.device_type == "care_hub" or len({r.prefix for r in resolved}) > 1
     groups: dict[tuple[datetime, str], _Group] = {}
-    for ts, prefix, short, rec in resolved:
-        group = groups.setdefault((ts, prefix if relayed else ""), _Group())
-        _add_record(group, short, rec)
+    for rec in resolved:
+        _add_record(groups.setdefault((rec.ts, rec.prefix if relayed else ""), _Group()), rec)
     return [_envelope(ts, prefix, group, ctx) for (ts, prefix), group in sorted(groups.items())]
 
 
@@ -129,49 +141,50 @@ def _update_bases(bases: _Bases, rec: dict[str, Any], where: str) -> None:
         bases.sum = _number(rec, "bs", where, 0.0)
 
 
-def _with_bases(rec: dict[str, Any], bases: _Bases, where: str) -> dict[str, Any]:
-    """The record's unit, value and sum with the bases applied."""
-    out: dict[str, Any] = {"where": where, "u": _text(rec, "u", where, "") or bases.unit}
+def _resolve(rec: dict[str, Any], bases: _Bases, where: str, ts: datetime, name: str) -> _Record:
+    """The record's unit, value, sum or text with the bases applied."""
+    prefix, short = split_name(name)
+    unit = _text(rec, "u", where, "") or bases.unit
     has_value = any(k in rec for k in _VALUE_FIELDS)
+    value = total = text = None
     if "v" in rec or (not has_value and "s" not in rec and bases.value is not None):
-        out["v"] = (bases.value or 0.0) + _number(rec, "v", where, 0.0)
-    if "s" in rec or (not has_value and "v" not in out and bases.sum is not None):
-        out["s"] = (bases.sum or 0.0) + _number(rec, "s", where, 0.0)
+        value = (bases.value or 0.0) + _number(rec, "v", where, 0.0)
+    if "s" in rec or (not has_value and value is None and bases.sum is not None):
+        total = (bases.sum or 0.0) + _number(rec, "s", where, 0.0)
     if "vb" in rec:
         if not isinstance(rec["vb"], bool):
             raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: vb must be a boolean")
-        out["v"] = 1.0 if rec["vb"] else 0.0
-        out["u"] = None  # a boolean has no unit to convert
+        value, unit = (1.0 if rec["vb"] else 0.0), None  # a boolean has no unit to convert
     for key in ("vs", "vd"):
         if key in rec:
-            out["text"] = _text(rec, key, where, "")
-    if not any(k in out for k in ("v", "s", "text")):
+            text = _text(rec, key, where, "")
+            if len(text) > MAX_TEXT:
+                raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: text longer than {MAX_TEXT}")
+    if value is None and total is None and text is None:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: no value and no sum")
-    return out
+    return _Record(where, ts, prefix.rstrip(":/._-"), short, unit, value, total, text)
 
 
-def _add_record(group: _Group, short: str, rec: dict[str, Any]) -> None:
+def _add_record(group: _Group, rec: _Record) -> None:
     """Put one resolved record's value, sum or text into its envelope."""
-    where, unit_text = rec["where"], rec["u"]
-    if "text" in rec:
-        if len(rec["text"]) > MAX_TEXT:
-            raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}: text longer than {MAX_TEXT}")
-        _put(group.attrs, short or "value", rec["text"], where)
+    if rec.text is not None:
+        _put(group.attrs, rec.short or "value", rec.text, rec.where)
         return
-    unit = UNITS.get(unit_text or "")
-    has_sum = "s" in rec
-    if has_sum and unit is not None and unit.base == "W":  # integral of power: W·s
-        target = Metric.ENERGY_EXPORT_WH if "export" in short else Metric.ENERGY_IMPORT_WH
-        _put(group.values, target, unit.convert(rec["s"]) / 3600.0, where)
-        if "v" not in rec:
+    unit = UNITS.get(rec.unit or "")
+    total = rec.sum
+    if total is not None and unit is not None and unit.base == "W":  # integral of power: W·s
+        energy = Metric.ENERGY_EXPORT_WH if "export" in rec.short else Metric.ENERGY_IMPORT_WH
+        _put(group.values, energy, unit.convert(total) / 3600.0, rec.where)
+        if rec.value is None:
             return
-        has_sum = False
-    if has_sum and (unit is None or unit.base != "Wh"):
+        total = None
+    if total is not None and (unit is None or unit.base != "Wh"):
         raise PayloadError(DlqReason.UNKNOWN_METRIC,
-                           f"{where}: a sum in {unit_text!r} has no canonical metric")
-    metric, conversion = pick_metric(short, unit_text, where)
-    raw = rec["s"] if has_sum else rec["v"]  # an energy index may come as a sum
-    _put(group.values, metric, conversion.convert(raw) if conversion else raw, where)
+                           f"{rec.where}: a sum in {rec.unit!r} has no canonical metric")
+    metric, conversion = pick_metric(rec.short, rec.unit, rec.where)
+    raw = total if total is not None else rec.value  # an energy index may come as a sum
+    assert raw is not None  # _resolve guarantees a value, a sum or a text
+    _put(group.values, metric, conversion.convert(raw) if conversion else raw, rec.where)
 
 
 def _put(target: dict[str, Any], key: str, value: Any, where: str) -> None:
