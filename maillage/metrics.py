@@ -110,14 +110,16 @@ for _m in Metric:
     if _m not in METRIC_UNITS:
         METRIC_UNITS[_m] = next(u for sfx, u in _SUFFIX_UNITS.items() if _m.endswith(sfx))
 
-CUMULATIVE: frozenset[str] = frozenset({Metric.ENERGY_IMPORT_WH, Metric.ENERGY_EXPORT_WH})
+CUMULATIVE: frozenset[str] = frozenset(
+    {Metric.ENERGY_IMPORT_WH, Metric.ENERGY_EXPORT_WH, Metric.BURNING_HOURS_H}
+)
 """Counters whose bucket value is a difference of indexes, not a mean."""
 
 KNOWN: frozenset[str] = frozenset(m.value for m in Metric)
 
 
 def is_cumulative(metric: str) -> bool:
-    """True for index counters (`energy_*` and any extra `*_wh` index a device declares)."""
+    """True for index counters (`energy_*`, burning hours, any extra `energy_*_wh` register)."""
     return metric in CUMULATIVE or (metric.startswith("energy_") and metric.endswith("_wh"))
 
 

@@ -33,5 +33,8 @@ def parse_ts(value: object, *, field: str = "ts") -> datetime:
             raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} is not ISO 8601") from exc
         if parsed.tzinfo is None:
             raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} has no time zone")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00
+            raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} out of range") from exc
     raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: expected a string or number")
