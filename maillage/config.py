@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap: str | None = None
     mqtt_url: str | None = None
+    """External broker with its dynsec admin account, e.g. mqtt://maillage-admin:secret@host:1883."""
+    mqtt_gateway_password: str | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     log_level: str = "INFO"

@@ -149,14 +149,19 @@ def gateway(instance: Annotated[int, typer.Option(help="Instance number (client 
 
     from maillage.ingest.gateway import Gateway, GatewayConfig
     from maillage.stack.mosquitto import GATEWAY_USER
-    from maillage.stack.state import mqtt_gateway_password, running_state
+    from maillage.stack.state import (
+        database_url,
+        kafka_bootstrap,
+        mqtt_endpoint,
+        mqtt_gateway_password,
+    )
 
     settings = settings_for(data_dir, f"gateway-{instance}")
-    state = running_state(settings)
+    host, port = mqtt_endpoint(settings)
     config = GatewayConfig(
-        mqtt_host=state.mqtt_host, mqtt_port=state.mqtt_port, mqtt_username=GATEWAY_USER,
-        mqtt_password=mqtt_gateway_password(settings), kafka_bootstrap=state.kafka_bootstrap,
-        database_url=state.database_url, client_id=f"maillage-gateway-{instance}",
+        mqtt_host=host, mqtt_port=port, mqtt_username=GATEWAY_USER,
+        mqtt_password=mqtt_gateway_password(settings), kafka_bootstrap=kafka_bootstrap(settings),
+        database_url=database_url(settings), client_id=f"maillage-gateway-{instance}",
         max_future=timedelta(seconds=settings.max_future_s),
     )
     _serve(Gateway(config).run, "gateway")
@@ -168,12 +173,11 @@ def processor_storage(data_dir: DataDir = None) -> None:
     """Run the storage processor (Kafka -> PostgreSQL)."""
     from maillage.processors.runner import Runner
     from maillage.processors.storage import GROUP, TOPICS, StorageSink
-    from maillage.stack.state import running_state
+    from maillage.stack.state import database_url, kafka_bootstrap
 
     settings = settings_for(data_dir, "storage")
-    state = running_state(settings)
-    sink = StorageSink(state.database_url, max_rows=settings.storage_batch_rows)
-    runner = Runner(bootstrap=state.kafka_bootstrap, topics=TOPICS, group_id=GROUP, sink=sink,
+    sink = StorageSink(database_url(settings), max_rows=settings.storage_batch_rows)
+    runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
                     flush_ms=settings.storage_batch_ms)
     try:
         _serve(runner.run, "storage")
@@ -189,11 +193,10 @@ def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> 
 
     from maillage.api.app import create_app
     from maillage.cli.devices import broker_registrar
-    from maillage.stack.state import running_state
+    from maillage.stack.state import database_url
 
     settings = settings_for(data_dir, "api")
-    state = running_state(settings)
-    app_ = create_app(state.database_url, register_devices=broker_registrar(settings))
+    app_ = create_app(database_url(settings), register_devices=broker_registrar(settings))
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

@@ -74,7 +74,8 @@ class DynsecClient:
             self._client.publish(CONTROL_TOPIC, json.dumps({"commands": chunk}), qos=1)
             expected = len(chunk)
             with self._cond:
-                if not self._cond.wait_for(lambda: len(self._responses) >= expected, self._timeout):
+                if not self._cond.wait_for(lambda: len(self._responses) >= expected,  # noqa: B023
+                                           self._timeout):
                     raise StackError("Mosquitto's dynamic-security plugin did not answer")
                 got = list(self._responses)
             for resp in got:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psutil
 from pydantic import BaseModel, Field
@@ -74,19 +75,56 @@ def database_url(settings: Settings) -> str:
     return running_state(settings).database_url
 
 
+def kafka_bootstrap(settings: Settings) -> str:
+    """MAILLAGE_KAFKA_BOOTSTRAP, else the running stack's broker."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    return running_state(settings).kafka_bootstrap
+
+
+def _mqtt_url(settings: Settings) -> tuple[str, int, str | None, str | None] | None:
+    if not settings.mqtt_url:
+        return None
+    url = urlsplit(settings.mqtt_url)
+    if url.scheme not in ("mqtt", "tcp") or not url.hostname:
+        raise StackError(f"MAILLAGE_MQTT_URL must look like mqtt://user:password@host:1883, "
+                         f"not {settings.mqtt_url!r}")
+    return url.hostname, url.port or 1883, unquote(url.username or "") or None, unquote(url.password or "") or None
+
+
+def mqtt_endpoint(settings: Settings) -> tuple[str, int]:
+    """host and port of the MQTT broker."""
+    given = _mqtt_url(settings)
+    if given is not None:
+        return given[0], given[1]
+    state = running_state(settings)
+    return state.mqtt_host, state.mqtt_port
+
+
 def mqtt_admin(settings: Settings) -> tuple[str, int, str, str]:
     """host, port, admin user and password of the broker's dynamic-security control."""
     from maillage.stack.mosquitto import ADMIN_USER
 
+    given = _mqtt_url(settings)
+    if given is not None:
+        host, port, user, password = given
+        if not password:
+            raise StackError("MAILLAGE_MQTT_URL has no admin password")
+        return host, port, user or ADMIN_USER, password
     state = running_state(settings)
-    creds_file = settings.data_dir / "mosquitto" / "credentials.json"
-    if not creds_file.exists():
-        raise StackError(f"no broker credentials in {creds_file}")
-    creds = json.loads(creds_file.read_text())
-    return state.mqtt_host, state.mqtt_port, ADMIN_USER, creds["admin_password"]
+    return state.mqtt_host, state.mqtt_port, ADMIN_USER, _credentials(settings)["admin_password"]
 
 
 def mqtt_gateway_password(settings: Settings) -> str:
     """The gateway service account's password."""
-    creds = json.loads((settings.data_dir / "mosquitto" / "credentials.json").read_text())
-    return str(creds["gateway_password"])
+    if settings.mqtt_gateway_password:
+        return settings.mqtt_gateway_password
+    return _credentials(settings)["gateway_password"]
+
+
+def _credentials(settings: Settings) -> dict[str, str]:
+    creds_file = settings.data_dir / "mosquitto" / "credentials.json"
+    if not creds_file.exists():
+        raise StackError(f"no broker credentials in {creds_file}; set MAILLAGE_MQTT_URL and "
+                         "MAILLAGE_MQTT_GATEWAY_PASSWORD for an external broker")
+    return dict(json.loads(creds_file.read_text()))
