@@ -1,0 +1,14 @@
+"""Use TimescaleDB hypertables and compression when the extension can be loaded; else nothing."""
+
+from yoyo import step
+
+__depends__ = {"0003_rollups"}
+
+
+def _apply(conn):  # type: ignore[no-untyped-def]
+    from maillage.db.timescale import enable_timescale
+
+    enable_timescale(conn)
+
+
+steps = [step(_apply)]
