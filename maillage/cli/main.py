@@ -185,6 +185,17 @@ def processor_storage(data_dir: DataDir = None) -> None:
         sink.close()
 
 
+@processor_app.command("maintenance")
+@clean_errors
+def processor_maintenance(data_dir: DataDir = None) -> None:
+    """Run the maintenance processor (rollups, partitions, retention)."""
+    from maillage.processors.maintenance import Maintenance
+    from maillage.stack.state import database_url
+
+    settings = settings_for(data_dir, "maintenance")
+    _serve(Maintenance(database_url(settings)).run, "maintenance")
+
+
 @app.command()
 @clean_errors
 def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> None:

@@ -112,6 +112,7 @@ def query_readings(
     if bucket is None:
         return _raw(conn, device_pk=device_pk, metric=metric, start=start, end=end, limit=limit,
                     after=after)
+    rollups.table(bucket)  # an unknown bucket fails before any work
     tz = _zone(tz or home_tz)
     if fresh:
         rollups.refresh_devices(conn, [device_pk])
@@ -137,11 +138,11 @@ def query_area(
     if row is None:
         raise LookupError(f"no tenant {tenant!r}")
     home_tz = row[0]
+    rollups.table(bucket)
     tz = _zone(tz or home_tz)
     if fresh:
         rollups.refresh_area(conn, tenant=tenant, level=level, name=name)
     source = bucket if tz == home_tz else "15m"
-    rollups.table(bucket)  # validates the name
     where = [sql.SQL("r.tenant_id = %(key)s AND r.level = %(level)s AND r.name = %(name)s "
                      "AND r.grain = %(grain)s")]
     return _bucketed(conn, table=sql.Identifier("rollup_area"), where=where, key=tenant,

@@ -435,7 +435,7 @@ def _require_read_committed(conn: psycopg.Connection) -> None:
 
 def _session_settings(conn: psycopg.Connection) -> None:
     # JIT compiling these short set-based statements costs more than running them (~0.7 s), and
-    # sorts of a whole commune should stay in memory. SET LOCAL: undone at the end of the stage.
+    # sorts of a whole commune should stay in memory. SET LOCAL: undone when the transaction ends.
     conn.execute("SET LOCAL jit = off")
     conn.execute("SET LOCAL work_mem = '64MB'")
 

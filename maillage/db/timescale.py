@@ -70,6 +70,8 @@ def enable_timescale(conn: psycopg.Connection) -> bool:
     for table, (col, chunk, compress_after) in HYPERTABLES.items():
         if not is_hypertable(conn, table):
             _convert(conn, table, col, chunk)
+        if _compressed(conn, table):
+            continue  # changing the settings of compressed chunks fails: keep them
         conn.execute(sql.SQL(
             "ALTER TABLE {} SET (timescaledb.compress, "
             "timescaledb.compress_segmentby = 'device_pk, metric_id', "
@@ -79,6 +81,14 @@ def enable_timescale(conn: psycopg.Connection) -> bool:
                      (table, compress_after))
     log.info("timescaledb %s: hypertables %s", ".".join(map(str, version)), ", ".join(HYPERTABLES))
     return True
+
+
+def _compressed(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables "
+        "WHERE hypertable_name = %s", (table,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _convert(conn: psycopg.Connection, table: str, col: str, chunk: str) -> None:
