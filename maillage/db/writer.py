@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from maillage.db.readings import write_staged
 from maillage.envelope import from_us
 from maillage.metrics import KNOWN
 
@@ -53,19 +54,26 @@ class MetricIds:
         return self._id
 
 
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS storage_stage (device_pk bigint, metric_id smallint, "
+    "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
+    "ON COMMIT DELETE ROWS"
+)
+
+
 def write_readings(conn: psycopg.Connection, rows: list[tuple[str, str, str, int, float, int, int | None]],
                    devices: DeviceIds, metrics: MetricIds) -> int:
-    """COPY readings (tenant, device, metric, ts_us, value, rx_us, seq) in; return rows inserted."""
+    """COPY readings (tenant, device, metric, ts_us, value, rx_us, seq) in; return rows inserted.
+
+    The rows go through a temporary staging table into `readings` with `write_staged` (first
+    value received wins, rollup buckets of new rows queued in the same transaction).
+    """
     pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
     mids = metrics.resolve(conn, {r[2] for r in rows})
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_readings (device_pk bigint, metric_id smallint, "
-        "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
-        "ON COMMIT DELETE ROWS"
-    )
+    conn.execute(_STAGE_DDL)
     skipped = 0
     with conn.cursor().copy(
-        "COPY staging_readings (device_pk, metric_id, ts, value, received_at, seq) FROM STDIN"
+        "COPY storage_stage (device_pk, metric_id, ts, value, received_at, seq) FROM STDIN"
     ) as copy:
         copy.set_types(["int8", "int2", "timestamptz", "float8", "timestamptz", "int8"])
         for tenant, device, metric, ts, value, rx, seq in rows:
@@ -76,19 +84,12 @@ def write_readings(conn: psycopg.Connection, rows: list[tuple[str, str, str, int
             copy.write_row((pk, mids[metric], from_us(ts), value, from_us(rx), seq))
     if skipped:
         log.warning("skipped %d readings of devices no longer registered", skipped)
-    cur = conn.execute(
-        "INSERT INTO readings (device_pk, metric_id, ts, value, received_at, seq) "
-        "SELECT DISTINCT ON (device_pk, metric_id, ts) device_pk, metric_id, ts, value, received_at, seq "
-        "FROM staging_readings ORDER BY device_pk, metric_id, ts, received_at "
-        "ON CONFLICT DO NOTHING"
-    )
-    inserted = cur.rowcount
     conn.execute(
         "UPDATE devices d SET last_seen_at = s.rx FROM "
-        "(SELECT device_pk, max(received_at) rx FROM staging_readings GROUP BY device_pk) s "
+        "(SELECT device_pk, max(received_at) rx FROM storage_stage GROUP BY device_pk) s "
         "WHERE d.pk = s.device_pk AND (d.last_seen_at IS NULL OR d.last_seen_at < s.rx)"
     )
-    return inserted
+    return write_staged(conn, staging_table="storage_stage")
 
 
 def write_events(conn: psycopg.Connection, rows: list[tuple[str, str, int, str, str, int, int | None]],

@@ -76,9 +76,6 @@ class Supervisor:
             self.state.embedded.append("postgres")
         self.state.database_url = db_url
         migrate(db_url)
-        from maillage.db.partitions_hook import ensure_partitions_now
-
-        ensure_partitions_now(db_url)
         # 2. MQTT
         if s.mqtt_url:
             raise StackError("an external MQTT broker (MAILLAGE_MQTT_URL) is not supported by "
@@ -110,6 +107,8 @@ class Supervisor:
         for i in range(s.storage_processes):
             self._child(ManagedProcess(f"storage-{i}", _maillage("processor", "storage", *dd),
                                        logs / f"storage-{i}.log", env=env))
+        self._child(ManagedProcess("maintenance", _maillage("processor", "maintenance", *dd),
+                                   logs / "maintenance.log", env=env))
         for i in range(s.gateway_processes):
             self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
                                        logs / f"gateway-{i}.log", env=env))

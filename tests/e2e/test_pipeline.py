@@ -165,3 +165,31 @@ def test_replayed_kafka_records_are_stored_once(stack: Stack) -> None:
 
     time.sleep(2)  # let the second copy arrive too
     assert _count(stack.db(), tenant, dev.device_id) == 100
+
+
+def test_hourly_energy_and_csv_through_the_api(stack: Stack) -> None:
+    """Index readings over MQTT become hourly energy (index differences) and a CSV export."""
+    tenant = stack.tenant()
+    dev = stack.device(tenant)
+    token = stack.token(tenant, "energy_manager")
+    start = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)  # 01:00 in Paris (UTC+1 in November)
+    pub = Publisher(stack, dev)
+    try:  # every 15 min for 3 h: +250 Wh per quarter hour = 1000 Wh per hour
+        records = [{"ts": (start + timedelta(minutes=15 * i)).isoformat(),
+                    "values": {"energy_import_wh": 10_000.0 + 250.0 * i, "active_power_w": 1000.0}}
+                   for i in range(13)]
+        assert not pub.publish("up/json", orjson.dumps(records)).is_failure
+    finally:
+        pub.close()
+    assert wait_until(lambda: _count(stack.db(), tenant, dev.device_id) == 26, timeout=30)
+    resp = stack.get(f"/v1/devices/{dev.device_id}/readings", token, metric="energy_import_wh",
+                     bucket="1h", tz="Europe/Paris", **{"from": "2026-11-02T00:00:00Z", "to": "2026-11-02T03:00:00Z"})
+    assert resp.status_code == 200, resp.text
+    items = resp.json()["items"]
+    assert [i["bucket"] for i in items] == ["2026-11-02T01:00:00+01:00", "2026-11-02T02:00:00+01:00",
+                                            "2026-11-02T03:00:00+01:00"]
+    assert [round(i["value"], 6) for i in items] == [1000.0, 1000.0, 1000.0]
+    csv = stack.get(f"/v1/devices/{dev.device_id}/readings", token, metric="active_power_w", bucket="1h",
+                    format="csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0].startswith("bucket,metric,value")

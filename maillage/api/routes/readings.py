@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from maillage.api.access_log import record_care_access
 from maillage.api.deps import ConnDep, PrincipalDep
+from maillage.api.routes.buckets import as_csv, device_buckets
 from maillage.api.routes.devices import find_device
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
@@ -25,7 +26,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 
 @router.get("/{device_id}/readings")
 async def readings(
-    device_id: str, conn: ConnDep, p: PrincipalDep,
+    device_id: str, conn: ConnDep, p: PrincipalDep, request: Request,
     metric: Annotated[str | None, Query(description="Only this metric (all when absent)")] = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
@@ -34,7 +35,8 @@ async def readings(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     after: Annotated[str | None, Query(description="Cursor from the previous page's `next`")] = None,
     tenant: str | None = None,
-) -> dict[str, object]:
+    format: Annotated[Literal["json", "csv"], Query(description="csv: a download")] = "json",
+) -> Any:
     """`{"items": [...]}`: raw `{ts, metric, value}` or bucketed `{bucket, metric, value, min, max}`."""
     start, end = _aware("from", from_), _aware("to", to)
     if start and end and end <= start:
@@ -43,10 +45,11 @@ async def readings(
     await record_care_access(conn, p, tenant=dev.tenant, device_id=dev.device_id,
                              device_type=dev.type, what=f"readings {metric or '*'}")
     if bucket is not None:
-        from maillage.api.routes.buckets import bucketed
-
-        return await bucketed(conn, tenant=dev.tenant, device_pk=pk, metric=metric, start=start,
-                              end=end, bucket=bucket, tz=tz)
+        buckets = await device_buckets(request, device_pk=pk, metric=metric, start=start, end=end,
+                                       bucket=bucket, tz=tz, limit=limit)
+        if format == "csv":
+            return as_csv(buckets, f"{dev.device_id}-{bucket}.csv")
+        return {"items": buckets}
     cursor_ts, cursor_metric = _cursor(after)
     cur = await conn.execute(
         "SELECT r.ts, m.name, r.value FROM readings r JOIN metrics m ON m.id = r.metric_id "
@@ -62,6 +65,8 @@ async def readings(
     if len(rows) > limit:
         last = rows[limit - 1]
         nxt = f"{last[0].isoformat()}|{last[1]}"
+    if format == "csv":
+        return as_csv(items, f"{dev.device_id}.csv")
     return {"items": items, "next": nxt}
 
 
