@@ -24,6 +24,7 @@ class DeviceEvent:
     ts: datetime
     event: str
     details: dict[str, str | float] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

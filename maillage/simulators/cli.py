@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -94,20 +93,28 @@ def simulate(
         "--registration-file", help="Write a CSV for `maillage devices import` and stop.")] = None,
     load: Annotated[bool, typer.Option("--load", help="Load mode (see docs/simulators.md).")] = False,
     devices: Annotated[int, typer.Option(help="Load mode: number of devices.")] = 100_000,
-    rate: Annotated[float, typer.Option(help="Load mode: target messages per second.")] = 5000,
-    connections: Annotated[int, typer.Option(help="Load mode: concurrent MQTT sessions.")] = 200,
+    rate: Annotated[float, typer.Option(
+        help="Load mode: target meter readings (device messages) per second.")] = 20_000,
+    connections: Annotated[int, typer.Option(
+        help="Load mode: concentrators, each one MQTT session relaying its meters.")] = 100,
+    batch: Annotated[int, typer.Option(help="Load mode: meter readings per relayed pack.")] = 10,
+    credentials: Annotated[Path | None, typer.Option(
+        help="Use these credentials (CSV of `devices import --credentials-out`) instead of "
+             "registering.", exists=True, dir_okay=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write publications to --out, no MQTT.")] = False,
     out: Annotated[Path | None, typer.Option(help="Dry run: output file (JSON lines).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Simulate a territory (meters, streetlights, care homes) with labelled anomalies."""
     settings = settings_for(data_dir, "simulate")
+    stop = threading.Event()
+    _install_stop(stop)
     if load:
         from maillage.simulators.load import run_load
 
         print_json(run_load(settings=settings, tenant=tenant or "load", devices=devices, rate=rate,
-                            connections=connections, duration_s=duration, seed=seed or 1,
-                            registration_file=registration_file))
+                            connections=connections, batch=batch, duration_s=duration,
+                            seed=seed or 1, registration_file=registration_file, stop=stop))
         return
     sc = build_scenario(scenario_file=scenario, demo=demo, meters=meters,
                         streetlights=streetlights, care_homes=care_homes, tenant=tenant,
@@ -118,11 +125,10 @@ def simulate(
         raise ScenarioError("--dry-run needs --out FILE")
     if dry_run and duration <= 0:
         raise ScenarioError("--dry-run needs --duration (simulated span = duration x speed)")
-    stop = threading.Event()
-    _install_stop(stop)
     result = simulate_scenario(sc, settings=settings, start=resolve_start(sc, duration),
                                duration_s=duration, labels_path=labels,
-                               registration_file=registration_file, dry_run_out=out if dry_run else None,
+                               registration_file=registration_file,
+                               dry_run_out=out if dry_run else None, credentials_file=credentials,
                                stop=stop)
     print_json(result)
 
@@ -137,8 +143,3 @@ def _install_stop(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-
-
-def wall_deadline(duration_s: float) -> float | None:
-    """Absolute wall time at which to stop, or None to run until stopped."""
-    return time.time() + duration_s if duration_s > 0 else None

@@ -18,6 +18,7 @@ from maillage.simulators.territory import MeterSite
 OFF_PEAK = (time(22, 30), time(6, 30))  # the usual Enedis "heures creuses" slot
 NOMINAL_V = 230.0
 FIRST_SPREAD = timedelta(seconds=3)
+BURST_SLOT_S = 180
 
 
 @lru_cache(maxsize=64)
@@ -62,7 +63,7 @@ class MeterModel:
         self.seed = seed
         self.tz = tz
         self.interval = timedelta(seconds=interval_s)
-        self.injections = injections or []
+        self.injections = injections if injections is not None else []
         # A meter installed years ago: its index starts well above zero.
         start_index = rng.randrange(2_000_000, 60_000_000)
         if site.tariff == "base":
@@ -74,7 +75,7 @@ class MeterModel:
         self.last_reading: MeterReading | None = None
         self.phase = rng.uniform(0, 1)
         # Heat loss of the dwelling (W/K): flats share walls, houses lose more.
-        per_m2 = {"house": 1.6, "flat": 0.9, "social": 1.0}[site.housing]
+        per_m2 = {"house": 1.3, "flat": 0.8, "social": 0.9}[site.housing]
         self.loss_w_per_k = site.area_m2 * per_m2 * rng.uniform(0.8, 1.25)
         self.hot_water = site.electric_heating or rng.random() < 0.45
         self.cos_phi = rng.uniform(0.9, 0.97)
@@ -94,25 +95,34 @@ class MeterModel:
         day = local.date()
         sunday_like = local.weekday() == 6 or is_holiday(day)
         act = activity(hour, sunday_like, local.weekday() == 5, s.housing == "social")
-        standby = 90 + 35 * s.occupants
-        appliances = (180 + 110 * s.occupants) * act
-        lat_lon = (s.lat, s.lon)
-        if weather.sun_elevation(*lat_lon, t) < 0 and act > 0.6:
-            appliances += 60 + 25 * s.occupants  # lighting after dark
+        standby = 50 + 20 * s.occupants
+        appliances = (60 + 50 * s.occupants) * act
+        if weather.sun_elevation(s.lat, s.lon, t) < 0 and act > 0.6:
+            appliances += 50 + 20 * s.occupants  # lighting after dark
         load = standby + appliances
         if s.electric_heating:
             load += self._heating_w(t, local)
         if self.hot_water and off_peak(local):
             # The water heater runs at the start of the off-peak slot, longer in winter.
             minutes_in = ((local - local.replace(hour=22, minute=30, second=0)).seconds // 60) % 1440
-            duration = 90 + 25 * s.occupants + (40 if local.month in (11, 12, 1, 2, 3) else 0)
+            duration = 60 + 20 * s.occupants + (30 if local.month in (11, 12, 1, 2, 3) else 0)
             if minutes_in < duration:
                 load += 2200
-        # Kettle, oven, washing machine: short bursts when people are active.
-        if rng.random() < 0.04 * act:
-            load += rng.choice((1200.0, 2000.0, 2400.0))
+        load += self._appliance_burst_w(t, act)
         load *= 1 + rng.gauss(0, 0.05)
         return max(40.0, min(load, 0.92 * s.subscribed_va * self.cos_phi))
+
+    def _appliance_burst_w(self, t: datetime, act: float) -> float:
+        """Kettle, oven, washing machine: 3-minute bursts, a pure function of time.
+
+        Drawn per time slot rather than per reading, so the energy does not depend on how often
+        the meter reports.
+        """
+        slot = int(t.timestamp() // BURST_SLOT_S)
+        u = (weather.noise("burst", self.seed, self.device_id, slot) + 1) / 2
+        if u < 0.05 * act:
+            return (1200.0, 2000.0, 2400.0)[int(u * 1e6) % 3]
+        return 0.0
 
     def _heating_w(self, t: datetime, local: datetime) -> float:
         s = self.site

@@ -70,10 +70,10 @@ class Sink(Protocol):
 class FileSink:
     """Dry run: one JSON line per publication, in order (`payload_b64` for non-UTF-8 bytes)."""
 
-    def __init__(self, path: Path, tenant: str) -> None:
+    def __init__(self, path: Path, tenant: str, *, stats: Stats | None = None) -> None:
         self._f = path.open("wb")
         self._tenant = tenant
-        self.stats = Stats()
+        self.stats = stats or Stats()
 
     def send(self, pub: Publication) -> None:
         doc: dict[str, Any] = {"at": iso(pub.at),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import logging
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 
 from maillage.registry.devices import add_devices, device_acl_commands
@@ -19,40 +19,46 @@ from maillage.topics import device_prefix
 
 log = logging.getLogger(__name__)
 
-IMPORT_COLUMNS = ("device_id", "type", "lat", "lon", "site", "commune", "district", "building",
-                  "dwelling", "expected_interval_s", "installed_at", "meta")
+IMPORT_COLUMNS = ("tenant", "device_id", "type", "lat", "lon", "site", "commune", "district",
+                  "building", "dwelling", "expected_interval_s", "installed_at")
 
 
 def register(*, database_url: str, mqtt_admin: tuple[str, int, str, str], tenant: str,
-             tenant_name: str | None, timezone: str,
-             specs: Sequence[DeviceSpec]) -> dict[str, DeviceCredentials]:
+             tenant_name: str | None, timezone: str, specs: Sequence[DeviceSpec],
+             relayed: Sequence[DeviceSpec] = ()) -> dict[str, DeviceCredentials]:
     """Create the tenant if missing, register new devices, give known ones fresh credentials.
 
     Passwords are shown only once, so devices already registered by an earlier run get a new
-    password (the simulator is their only user).
+    password (the simulator is their only user). `relayed` devices are registered without MQTT
+    access of their own: a relay (concentrator) publishes for them.
     """
     host, port, user, password = mqtt_admin
     with psycopg.connect(database_url, autocommit=True) as conn:
         if not tenant_exists(conn, tenant):
             add_tenant(conn, tenant_id=tenant, name=tenant_name, timezone=timezone)
             log.info("created tenant %s", tenant)
-        rows = conn.execute(
-            "SELECT device_id FROM devices WHERE tenant_id = %s AND device_id = ANY(%s)",
-            (tenant, [s.device_id for s in specs]),
-        ).fetchall()
-        known = {r[0] for r in rows}
+        known = _known(conn, tenant, [*specs, *relayed])
         new = [s for s in specs if s.device_id not in known]
+        new_relayed = [s for s in relayed if s.device_id not in known]
+        if new_relayed:
+            add_devices(conn, tenant=tenant, specs=new_relayed, dynsec=None)
         with DynsecClient(host, port, user, password, timeout_s=120) as dyn:
             creds = {c.device_id: c for c in add_devices(conn, tenant=tenant, specs=new, dynsec=dyn)}
             creds.update(_renew(dyn, tenant, [s.device_id for s in specs if s.device_id in known]))
-    log.info("registered %d new devices in %s, renewed credentials of %d", len(new), tenant,
-             len(known))
+    log.info("registered %d new devices in %s (%d relayed), renewed credentials of %d",
+             len(new) + len(new_relayed), tenant, len(new_relayed), len(specs) - len(new))
     return creds
 
 
-def _renew(dyn: DynsecClient, tenant: str, device_ids: list[str]) -> dict[str, DeviceCredentials]:
-    import secrets
+def _known(conn: psycopg.Connection, tenant: str, specs: Sequence[DeviceSpec]) -> set[str]:
+    rows = conn.execute(
+        "SELECT device_id FROM devices WHERE tenant_id = %s AND device_id = ANY(%s)",
+        (tenant, [s.device_id for s in specs]),
+    ).fetchall()
+    return {r[0] for r in rows}
 
+
+def _renew(dyn: DynsecClient, tenant: str, device_ids: list[str]) -> dict[str, DeviceCredentials]:
     out: dict[str, DeviceCredentials] = {}
     commands: list[dict[str, Any]] = []
     for device_id in device_ids:
@@ -67,18 +73,29 @@ def _renew(dyn: DynsecClient, tenant: str, device_ids: list[str]) -> dict[str, D
     return out
 
 
-def write_import_file(path: Path, specs: Sequence[DeviceSpec]) -> None:
-    """A CSV for `maillage devices import` (meta as a JSON object in its own column)."""
+def write_import_file(path: Path, tenant: str, specs: Sequence[DeviceSpec]) -> None:
+    """A CSV for `maillage devices import`: the spec fields, then one `meta.<key>` column per key."""
+    meta_keys = sorted({k for s in specs for k in s.meta})
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(IMPORT_COLUMNS)
+        w.writerow([*IMPORT_COLUMNS, *(f"meta.{k}" for k in meta_keys)])
         for s in specs:
-            w.writerow([s.device_id, s.type.value, _blank(s.lat), _blank(s.lon), _blank(s.site),
-                        _blank(s.commune), _blank(s.district), _blank(s.building),
-                        _blank(s.dwelling), _blank(s.expected_interval_s),
+            w.writerow([tenant, s.device_id, s.type.value, _cell(s.lat), _cell(s.lon),
+                        _cell(s.site), _cell(s.commune), _cell(s.district), _cell(s.building),
+                        _cell(s.dwelling), _cell(s.expected_interval_s),
                         s.installed_at.isoformat() if s.installed_at else "",
-                        orjson.dumps(s.meta).decode() if s.meta else ""])
+                        *(_cell(s.meta.get(k)) for k in meta_keys)])
 
 
-def _blank(v: object) -> str:
-    return "" if v is None else str(v)
+def read_credentials(path: Path) -> dict[str, DeviceCredentials]:
+    """Credentials written by `maillage devices import --credentials-out` (CSV)."""
+    with path.open(newline="") as f:
+        return {row["device_id"]: DeviceCredentials(**row) for row in csv.DictReader(f)}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)

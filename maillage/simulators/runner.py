@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from maillage.config import Settings
+from maillage.simulators.anomalies import LabelWriter
 from maillage.simulators.engine import Engine
+from maillage.simulators.payloads import iso
 from maillage.simulators.progress import LiveView, summary
 from maillage.simulators.publisher import FileSink, MqttSink, Pacer, Sink, Stats, run
-from maillage.simulators.registration import register, write_import_file
+from maillage.simulators.registration import read_credentials, register, write_import_file
 from maillage.simulators.scenario import Scenario
 from maillage.simulators.territory import build_territory
 
@@ -22,31 +24,32 @@ log = logging.getLogger(__name__)
 
 def simulate_scenario(sc: Scenario, *, settings: Settings, start: datetime, duration_s: float,
                       labels_path: Path | None, registration_file: Path | None,
-                      dry_run_out: Path | None, stop: threading.Event) -> dict[str, object]:
+                      dry_run_out: Path | None, stop: threading.Event,
+                      credentials_file: Path | None = None) -> dict[str, object]:
     """Run a scenario until its duration, a stop request, or forever; return the summary."""
     territory = build_territory(sc)
     specs = territory.specs()
     if registration_file is not None and dry_run_out is None:
-        write_import_file(registration_file, specs)
+        write_import_file(registration_file, sc.tenant, specs)
         return {"registration_file": str(registration_file), "devices": len(specs),
                 "tenant": sc.tenant}
     until = start + timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else None
-    engine = Engine(sc, start=start, territory=territory)
     stats = Stats(devices=len(specs))
     with ExitStack() as stack:
         sink: Sink
         if dry_run_out is not None:
-            sink = FileSink(dry_run_out, sc.tenant)
-            stats = sink.stats
-            stats.devices = len(specs)
+            sink = FileSink(dry_run_out, sc.tenant, stats=stats)
             pacer = Pacer(start, sc.speed, unpaced=True)
             deadline = None
         else:
             from maillage.stack.state import database_url, mqtt_admin, running_state
 
-            creds = register(database_url=database_url(settings), mqtt_admin=mqtt_admin(settings),
-                             tenant=sc.tenant, tenant_name=sc.tenant_name, timezone=sc.timezone,
-                             specs=specs)
+            if credentials_file is not None:
+                creds = read_credentials(credentials_file)
+            else:
+                creds = register(database_url=database_url(settings),
+                                 mqtt_admin=mqtt_admin(settings), tenant=sc.tenant,
+                                 tenant_name=sc.tenant_name, timezone=sc.timezone, specs=specs)
             state = running_state(settings)
             mqtt_sink = MqttSink(state.mqtt_host, state.mqtt_port, creds, stats=stats)
             mqtt_sink.open()
@@ -54,13 +57,21 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, start: datetime, dura
             pacer = Pacer(start, sc.speed)
             deadline = time.time() + duration_s if duration_s > 0 else None
         stack.callback(sink.close)
+        labels = LabelWriter(labels_path, sc.tenant, on_label=lambda inj: _count(stats))
+        stack.callback(labels.close)
+        engine = Engine(sc, start=start, territory=territory, labels=labels)
         view = stack.enter_context(LiveView(stats, title=f"maillage simulate - {sc.tenant}"))
         log.info("simulating %d devices of tenant %s from %s at x%g", len(specs), sc.tenant,
                  start.isoformat(), sc.speed)
         run(engine.publications(until), sink, pacer, stop, wall_deadline=deadline,
             on_tick=view.tick)
     result = summary(stats)
+    result["start"] = iso(start)
     result["tenant"] = sc.tenant
     if labels_path is not None:
         result["labels"] = str(labels_path)
     return result
+
+
+def _count(stats: Stats) -> None:
+    stats.labels += 1

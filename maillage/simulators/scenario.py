@@ -47,6 +47,14 @@ class Commune(_Strict):
     lighting: LightingPolicy = Field(default_factory=LightingPolicy)
 
 
+MeterFormat = Literal["tic_historique", "tic_standard", "senml", "json"]
+
+
+def _default_formats() -> dict[MeterFormat, float]:
+    # Home modems read the Linky TIC; other meters send SenML or JSON.
+    return {"tic_historique": 0.2, "tic_standard": 0.4, "senml": 0.2, "json": 0.2}
+
+
 class Fleet(_Strict):
     """How many devices of each kind, and the mix of their characteristics."""
 
@@ -56,9 +64,7 @@ class Fleet(_Strict):
     social_housing_share: float = Field(default=0.25, ge=0, le=1)
     electric_heating_share: float = Field(default=0.35, ge=0, le=1)
     pv_share: float = Field(default=0.08, ge=0, le=1)
-    meter_formats: dict[Literal["tic_historique", "tic_standard", "senml", "json"], float] = Field(
-        default_factory=lambda: {"tic_historique": 0.2, "tic_standard": 0.4, "senml": 0.2,
-                                 "json": 0.2})
+    meter_formats: dict[MeterFormat, float] = Field(default_factory=_default_formats)
     led_share: float = Field(default=0.55, ge=0, le=1)
     lamps_per_cabinet: int = Field(default=24, ge=1)
     presence_share: float = Field(default=0.1, ge=0, le=1)
@@ -163,7 +169,7 @@ def demo_scenario() -> Scenario:
         tenant_name="Demo territory (Ille-et-Vilaine)",
         seed=2026,
         communes=DEMO_COMMUNES,
-        fleet=Fleet(meters=300, streetlights=240, care_homes=30),
+        fleet=Fleet(meters=300, streetlights=240, care_homes=30, presence_share=0.4),
         intervals=Intervals(meter_s=10, streetlight_s=30, cabinet_s=30, presence_s=30,
                             luminosity_s=30, care_env_s=60, care_heartbeat_s=300),
         anomalies=Anomalies(per_device_day=0.05, first_after_s=60, first_wave=16),

@@ -7,12 +7,11 @@ import random
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from maillage.registry.models import DeviceSpec, DeviceType
-from maillage.simulators.scenario import Commune, Scenario
+from maillage.simulators.scenario import Commune, MeterFormat, Scenario
 
-MeterFormat = Literal["tic_historique", "tic_standard", "senml", "json"]
 CARE_ROOMS = ("living", "kitchen", "bathroom")
 
 
@@ -193,9 +192,9 @@ class Territory:
                 device_id=lum.device_id, type=DeviceType.LUMINOSITY, lat=lum.lat, lon=lum.lon,
                 commune=names[lum.commune], expected_interval_s=math.ceil(iv.luminosity_s)))
         for home in self.care_homes:
-            common = {"lat": home.lat, "lon": home.lon, "site": home.dwelling,
-                      "commune": names[home.commune], "district": home.district,
-                      "dwelling": home.dwelling}
+            common: dict[str, Any] = {"lat": home.lat, "lon": home.lon, "site": home.dwelling,
+                                      "commune": names[home.commune], "district": home.district,
+                                      "dwelling": home.dwelling}
             out.append(DeviceSpec(device_id=home.hub, type=DeviceType.CARE_HUB, **common,
                                   expected_interval_s=math.ceil(iv.care_heartbeat_s),
                                   meta={"resident": home.resident}))
@@ -229,7 +228,7 @@ def _offset(lat: float, lon: float, rng: random.Random, radius_m: float) -> tupl
     return round(lat + dlat, 6), round(lon + dlon, 6)
 
 
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+def _pick(rng: random.Random, weights: dict[MeterFormat, float]) -> MeterFormat:
     keys = sorted(weights)
     return rng.choices(keys, weights=[weights[k] for k in keys])[0]
 
@@ -311,7 +310,7 @@ def _finish_meters(t: Territory, rng: random.Random) -> None:
             occupants=m.occupants, electric_heating=electric,
             tariff="hphc" if (electric or rng.random() < 0.3) else "base",
             subscribed_va=subscribed, pv_kwc=pv,
-            fmt=_pick(rng, dict(fleet.meter_formats)),  # type: ignore[arg-type]
+            fmt=_pick(rng, fleet.meter_formats),
             adsc=m.adsc))
     t.meters = out
 

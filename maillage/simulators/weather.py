@@ -84,7 +84,8 @@ def _elevation_minute(lat: float, lon: float, minute: int) -> float:
 
 def sun_elevation(lat: float, lon: float, t: datetime) -> float:
     """Sun elevation in degrees (cached per minute: plenty for light levels)."""
-    return _elevation_minute(lat, lon, int(t.timestamp() // 60))
+    # ~1 km of rounding changes the elevation by under 0.01 degree and keeps the cache small.
+    return _elevation_minute(round(lat, 2), round(lon, 2), int(t.timestamp() // 60))
 
 
 @lru_cache(maxsize=16384)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -22,33 +24,74 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_meters_register_and_publish(services, db_url: str, stack_dir: Path,  # type: ignore[no-untyped-def]
-                                     tenant_id: str) -> None:
-    """`simulate --meters 5` creates the tenant and five meters, each publishing readings."""
+@contextmanager
+def _listen(services, tenant: str) -> Iterator[dict[str, list[bytes]]]:  # type: ignore[no-untyped-def]
+    """Collect what the tenant's devices publish, as the gateway account sees it."""
     got: dict[str, list[bytes]] = {}
     subscribed = threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{tenant_id}",
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{tenant}",
                       protocol=mqtt.MQTTv311)
     sub.username_pw_set(GATEWAY_USER, services.mqtt_creds.gateway_password)
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.on_message = lambda c, u, m: got.setdefault(m.topic, []).append(m.payload)
     sub.connect("127.0.0.1", services.mqtt_port)
-    sub.subscribe(f"maillage/{tenant_id}/+/up/#", qos=1)
+    sub.subscribe([(f"maillage/{tenant}/+/up/#", 1), (f"maillage/{tenant}/+/status", 1)])
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        result = CliRunner().invoke(_app(), [
-            "simulate", "--meters", "5", "--tenant", tenant_id, "--duration", "4", "--seed", "3",
-            "--data-dir", str(stack_dir)])
-        assert result.exit_code == 0, result.output
+        yield got
     finally:
         sub.loop_stop()
         sub.disconnect()
+
+
+def _summary(output: str) -> dict[str, object]:
+    return orjson.loads(output[output.index("{\n"):])  # type: ignore[no-any-return]
+
+
+def _count(db_url: str, tenant: str) -> dict[str, int]:
     with psycopg.connect(db_url) as conn:
-        n = conn.execute("SELECT count(*) FROM devices WHERE tenant_id = %s AND type = 'meter'",
-                         (tenant_id,)).fetchone()
-    assert n is not None and n[0] == 5
-    devices = {t.split("/")[2] for t in got}
-    assert len(devices) == 5, result.output
-    summary = orjson.loads(result.stdout[result.stdout.index("{"):])
-    assert summary["errors"] == 0 and summary["acknowledged"] >= 5
+        rows = conn.execute("SELECT type, count(*) FROM devices WHERE tenant_id = %s GROUP BY type",
+                            (tenant,)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def test_territory_registers_and_publishes(services, db_url: str, stack_dir: Path,  # type: ignore[no-untyped-def]
+                                           tenant_id: str) -> None:
+    """Every device of a small territory is registered and publishes with its own account."""
+    args = ["simulate", "--meters", "5", "--streetlights", "4", "--care-homes", "1",
+            "--tenant", tenant_id, "--seed", "3", "--data-dir", str(stack_dir)]
+    with _listen(services, tenant_id) as got:
+        result = CliRunner().invoke(_app(), [*args, "--duration", "4"])
+        assert result.exit_code == 0, result.output
+    counts = _count(db_url, tenant_id)
+    assert counts["meter"] == 5 and counts["streetlight"] == 4 and counts["care_bed"] == 1
+    talking = {t.split("/")[2] for t in got if "/up/" in t}
+    assert talking == {t.split("/")[2] for t in got}  # every device that said online also spoke
+    assert len(talking) == sum(counts.values())
+    assert all(got[t][-1] == b"offline" for t in got if t.endswith("/status"))
+    summary = _summary(result.stdout)
+    assert summary["errors"] == 0
+    assert summary["acknowledged"] == summary["published"] + 2 * len(talking)  # + online, offline
+    # A second run renews the credentials of the devices already registered.
+    again = CliRunner().invoke(_app(), [*args, "--duration", "1"])
+    assert again.exit_code == 0, again.output
+    assert _summary(again.stdout)["errors"] == 0
+
+
+def test_load_mode_relays_meters(services, db_url: str, stack_dir: Path,  # type: ignore[no-untyped-def]
+                                 tenant_id: str) -> None:
+    """Load mode: meters registered in bulk, concentrators publishing SenML packs for them."""
+    args = ["simulate", "--load", "--devices", "2000", "--connections", "4", "--batch", "10",
+            "--rate", "2000", "--duration", "2", "--tenant", tenant_id,
+            "--data-dir", str(stack_dir)]
+    with _listen(services, tenant_id) as got:
+        result = CliRunner().invoke(_app(), args)
+        assert result.exit_code == 0, result.output
+    assert _count(db_url, tenant_id) == {"meter": 2004}
+    summary = _summary(result.stdout)
+    assert summary["errors"] == 0 and summary["relays"] == 4
+    assert summary["packs_acknowledged"] > 50  # type: ignore[operator]
+    pack = orjson.loads(next(p for t, ps in got.items() if t.endswith("/up/senml") for p in ps))
+    names = {r["bn"] for r in pack if "bn" in r}
+    assert len(names) == 10 and all(n.startswith("urn:dev:maillage:lm-") for n in names)
