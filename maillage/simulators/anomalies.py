@@ -211,8 +211,9 @@ class LabelWriter:
     """Appends one JSON line per anomaly when it begins in the simulated stream."""
 
     def __init__(self, path: Path | None, tenant: str,
-                 on_label: Callable[[Injection], None] | None = None) -> None:
-        self._f: IO[bytes] | None = path.open("wb") if path is not None else None
+                 on_label: Callable[[Injection], None] | None = None, *,
+                 append: bool = False) -> None:
+        self._f: IO[bytes] | None = path.open("ab" if append else "wb") if path else None
         self.tenant = tenant
         self.on_label = on_label
         self.count = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +22,6 @@ from maillage.simulators.scenario import (
 )
 
 log = logging.getLogger(__name__)
-
-# When accelerated without a start, begin this far in the past (the run catches up with now).
-DEFAULT_BACKFILL = timedelta(days=7)
-
 
 def build_scenario(*, scenario_file: Path | None, demo: bool, meters: int | None,
                    streetlights: int | None, care_homes: int | None, tenant: str | None,
@@ -63,17 +59,6 @@ def parse_start(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def resolve_start(sc: Scenario, duration_s: float) -> datetime:
-    """The simulated start: given, now (real time), or in the past so acceleration ends near now."""
-    if sc.start is not None:
-        return sc.start
-    now = datetime.now(UTC).replace(microsecond=0)
-    if sc.speed <= 1:
-        return now
-    back = timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else DEFAULT_BACKFILL
-    return now - back
-
-
 @clean_errors
 def simulate(
     scenario: Annotated[Path | None, typer.Option("--scenario", help="Scenario file (YAML or TOML).",
@@ -88,16 +73,21 @@ def simulate(
     start: Annotated[str | None, typer.Option(help="Simulated start, ISO 8601.")] = None,
     speed: Annotated[float | None, typer.Option(help="Time acceleration (1 = real time).")] = None,
     duration: Annotated[float, typer.Option(help="Wall seconds to run (0 = until stopped).")] = 0,
-    labels: Annotated[Path | None, typer.Option(help="Write injected anomalies (JSONL).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="Write injected anomalies here (JSONL); default <data dir>/simulator/<tenant>-labels.jsonl "
+             "(appended) when publishing.")] = None,
     registration_file: Annotated[Path | None, typer.Option(
         "--registration-file", help="Write a CSV for `maillage devices import` and stop.")] = None,
     load: Annotated[bool, typer.Option("--load", help="Load mode (see docs/simulators.md).")] = False,
     devices: Annotated[int, typer.Option(help="Load mode: number of devices.")] = 100_000,
     rate: Annotated[float, typer.Option(
-        help="Load mode: target meter readings (device messages) per second.")] = 20_000,
+        help="Load mode: target device readings (device messages) per second.")] = 20_000,
     connections: Annotated[int, typer.Option(
-        help="Load mode: concentrators, each one MQTT session relaying its meters.")] = 100,
-    batch: Annotated[int, typer.Option(help="Load mode: meter readings per relayed pack.")] = 10,
+        help="Load mode: relays, each one MQTT session forwarding for its devices.")] = 100,
+    batch: Annotated[int, typer.Option(help="Load mode: device readings per relayed pack.")] = 10,
+    relay_type: Annotated[str, typer.Option(
+        "--relay-type", help="Load mode: care_hub (residence gateways relaying care sensors), "
+                             "lighting_cabinet (lamps) or meter (concentrators).")] = "care_hub",
     credentials: Annotated[Path | None, typer.Option(
         help="Use these credentials (CSV of `devices import --credentials-out`) instead of "
              "registering.", exists=True, dir_okay=False)] = None,
@@ -113,7 +103,8 @@ def simulate(
         from maillage.simulators.load import run_load
 
         print_json(run_load(settings=settings, tenant=tenant or "load", devices=devices, rate=rate,
-                            connections=connections, batch=batch, duration_s=duration,
+                            connections=connections, batch=batch, relay_type=relay_type,
+                            duration_s=duration,
                             seed=seed or 1, registration_file=registration_file, stop=stop))
         return
     sc = build_scenario(scenario_file=scenario, demo=demo, meters=meters,
@@ -125,8 +116,7 @@ def simulate(
         raise ScenarioError("--dry-run needs --out FILE")
     if dry_run and duration <= 0:
         raise ScenarioError("--dry-run needs --duration (simulated span = duration x speed)")
-    result = simulate_scenario(sc, settings=settings, start=resolve_start(sc, duration),
-                               duration_s=duration, labels_path=labels,
+    result = simulate_scenario(sc, settings=settings, duration_s=duration, labels_path=labels,
                                registration_file=registration_file,
                                dry_run_out=out if dry_run else None, credentials_file=credentials,
                                stop=stop)

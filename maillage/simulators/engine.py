@@ -260,6 +260,16 @@ class Engine:
 
     def _step(self, dev: _Device, now: datetime) -> Iterator[Publication]:
         outs = dev.model.next_reading(now, dev.rng)
+        if not dev.faults and not dev.held and dev.swap is None:
+            for out in outs:  # the common case: a healthy device
+                dev.seq += 1
+                channel, payload = dev.encode(out, dev.seq)
+                yield Publication(now, dev.model.device_id, channel, payload)
+            return
+        yield from self._faulty_step(dev, now, outs)
+
+    def _faulty_step(self, dev: _Device, now: datetime, outs: list[Output]) -> Iterator[Publication]:
+        """Publications of a device with transport faults planned: skew, corruption, delays."""
         device_id = dev.model.device_id
         late = active(dev.faults, "late_reading", now)
         if dev.held and late is None:

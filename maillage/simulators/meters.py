@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -147,21 +148,9 @@ class MeterModel:
         """The meter's reading at `now`, with its registers advanced since the previous one."""
         s = self.site
         inj = self.injections
-        if active(inj, "meter_stuck", now) and self.last_reading is not None:
-            self.last = now
-            frozen = self.last_reading
-            return [MeterReading(now, frozen.registers_wh, frozen.export_wh, frozen.period,
-                                 frozen.power_w, frozen.apparent_va, frozen.export_va,
-                                 frozen.voltage_v, frozen.current_a, frozen.subscribed_va)]
         load = self.load_w(now, rng)
-        if (a := active(inj, "night_overconsumption", now)) is not None:
-            load += a.params.get("extra_w", 2000.0)
-        if (a := active(inj, "spike", now)) is not None:
-            load = a.params.get("power_w", 4.0 * s.subscribed_va)
-        if (a := active(inj, "over_subscribed_power", now)) is not None:
-            load = s.subscribed_va * a.params.get("ratio", 1.25) * self.cos_phi
-        if active(inj, "zero_consumption", now) is not None:
-            load = 0.0
+        if inj:
+            load = self._anomalous_load(load, now)
         pv = self.pv_w(now) if load > 0 else 0.0
         net = load - pv
         imported, exported = max(0.0, net), max(0.0, -net)
@@ -182,8 +171,24 @@ class MeterModel:
             power_w=round(imported, 1), apparent_va=round(apparent, 1),
             export_va=round(exported, 1) if self.export is not None else None,
             voltage_v=voltage, current_a=round(apparent / voltage, 2), subscribed_va=s.subscribed_va)
+        if inj and active(inj, "meter_stuck", now) and self.last_reading is not None:
+            # The registers keep counting inside; the meter keeps sending its last reading.
+            return [replace(self.last_reading, ts=now)]
         self.last_reading = reading
         return [reading]
+
+    def _anomalous_load(self, load: float, now: datetime) -> float:
+        """The load while a consumption anomaly runs."""
+        s, inj = self.site, self.injections
+        if (a := active(inj, "night_overconsumption", now)) is not None:
+            load += a.params.get("extra_w", 2000.0)
+        if (a := active(inj, "spike", now)) is not None:
+            load = a.params.get("power_w", 4.0 * s.subscribed_va)
+        if (a := active(inj, "over_subscribed_power", now)) is not None:
+            load = s.subscribed_va * a.params.get("ratio", 1.25) * self.cos_phi
+        if active(inj, "zero_consumption", now) is not None:
+            load = 0.0
+        return load
 
     def _voltage(self, now: datetime, local: datetime, exported: float,
                  rng: random.Random) -> float:
@@ -191,6 +196,6 @@ class MeterModel:
         # The feeder sags at the evening peak and rises where PV injects.
         v = NOMINAL_V + 2.0 - 3.5 * _bump(hour, 19.5, 1.5) + exported / 1000 * 1.2
         v += rng.gauss(0, 0.8)
-        if (a := active(self.injections, "voltage_out_of_range", now)) is not None:
+        if self.injections and (a := active(self.injections, "voltage_out_of_range", now)):
             v = a.params.get("voltage_v", 258.0) + rng.gauss(0, 0.5)
         return round(v, 1)

@@ -96,9 +96,10 @@ def standard_group(label: str, value: str, horodate: str | None = None) -> bytes
 
 def horodate(ts: datetime) -> str:
     """TIC time stamp: season (`H` winter, `E` summer time) then local YYMMDDhhmmss."""
-    local = ts.astimezone(PARIS)
-    season = "E" if local.dst() else "H"
-    return season + local.strftime("%y%m%d%H%M%S")
+    t = ts.astimezone(PARIS)
+    season = "E" if t.dst() else "H"
+    return (f"{season}{t.year % 100:02d}{t.month:02d}{t.day:02d}"
+            f"{t.hour:02d}{t.minute:02d}{t.second:02d}")
 
 
 def tic_historique(*, adco: str, tariff: str, isousc_a: int, index_wh: dict[str, int],

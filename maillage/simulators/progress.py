@@ -59,9 +59,9 @@ class LiveView:
         elif time.monotonic() - self._last_log >= LOG_EVERY_S:
             self._last_log = time.monotonic()
             s = self.stats
-            log.info("simulated %s: %d published, %d acked, %.0f msg/s, %d errors, %d/%d connected",
-                     iso(s.sim_time) if s.sim_time else "-", s.published, s.acked, rate, s.errors,
-                     s.connected, s.devices)
+            log.info("simulated %s: %d published, %d acked, %.0f msg/s, %d errors, "
+                     "%d/%d sessions up", iso(s.sim_time) if s.sim_time else "-", s.published,
+                     s.acked, rate, s.errors, s.connected, s.sessions)
 
     def _table(self, rate: float = 0.0) -> Table:
         s = self.stats
@@ -70,7 +70,8 @@ class LiveView:
         t.add_column(justify="right")
         t.add_row("simulated time", iso(s.sim_time) if s.sim_time else "-")
         t.add_row("elapsed", f"{s.elapsed:.0f} s")
-        t.add_row("devices connected", f"{s.connected:,} / {s.devices:,}")
+        t.add_row("devices", f"{s.devices:,}")
+        t.add_row("MQTT sessions up", f"{s.connected:,} / {s.sessions:,}")
         t.add_row("published", f"{s.published:,}")
         t.add_row("acknowledged", f"{s.acked:,}")
         t.add_row("rate (msg/s)", f"{rate:,.0f}" + (f" / target {self.target_rate:,.0f}"
@@ -93,5 +94,6 @@ def summary(stats: Stats) -> dict[str, object]:
         "achieved_msgs_per_s": round(stats.acked / elapsed, 1),
         "bytes": stats.bytes,
         "anomalies_labelled": stats.labels,
+        "registration_s": round(stats.registration_s, 1),
         "simulated_until": iso(stats.sim_time) if stats.sim_time else None,
     }

@@ -38,10 +38,12 @@ class Stats:
     acked: int = 0
     errors: int = 0
     connected: int = 0
+    sessions: int = 0
     devices: int = 0
     bytes: int = 0
     sim_time: datetime | None = None
     labels: int = 0
+    registration_s: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -119,7 +121,7 @@ class MqttSink:
                  *, stats: Stats | None = None, keepalive: int = 120) -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.stats = stats or Stats()
-        self.stats.devices = len(creds)
+        self.stats.sessions = len(creds)
         self._sel = selectors.DefaultSelector()
         self._sessions: dict[str, _Session] = {}
         self._unacked = 0

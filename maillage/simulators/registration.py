@@ -59,17 +59,24 @@ def _known(conn: psycopg.Connection, tenant: str, specs: Sequence[DeviceSpec]) -
 
 
 def _renew(dyn: DynsecClient, tenant: str, device_ids: list[str]) -> dict[str, DeviceCredentials]:
+    """New passwords for registered devices; full broker accounts for those the broker lost."""
     out: dict[str, DeviceCredentials] = {}
-    commands: list[dict[str, Any]] = []
     for device_id in device_ids:
-        pw = secrets.token_urlsafe(18)
-        commands += device_acl_commands(tenant, device_id, pw)
         out[device_id] = DeviceCredentials(device_id=device_id, tenant=tenant,
                                            mqtt_username=mqtt_username(tenant, device_id),
-                                           mqtt_password=pw,
+                                           mqtt_password=secrets.token_urlsafe(18),
                                            topic_prefix=device_prefix(tenant, device_id))
-    if commands:
-        dyn.run(commands, ignore=("not found",))
+    if not out:
+        return out
+    # One command per device: the plugin rewrites its whole file after each one.
+    responses = dyn.run([{"command": "setClientPassword", "username": c.mqtt_username,
+                          "password": c.mqtt_password} for c in out.values()],
+                        ignore=("not found",))
+    lost = [c for c, r in zip(out.values(), responses, strict=True) if r.get("error")]
+    if lost:
+        dyn.run([cmd for c in lost for cmd in device_acl_commands(tenant, c.device_id,
+                                                                  c.mqtt_password)],
+                ignore=("not found",))
     return out
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from maillage.config import Settings
@@ -22,7 +22,27 @@ from maillage.simulators.territory import build_territory
 log = logging.getLogger(__name__)
 
 
-def simulate_scenario(sc: Scenario, *, settings: Settings, start: datetime, duration_s: float,
+# When accelerated without a start, begin this far in the past (the run catches up with now).
+DEFAULT_BACKFILL = timedelta(days=7)
+
+
+def resolve_start(sc: Scenario, duration_s: float) -> datetime:
+    """The simulated start: given, now (real time), or in the past so acceleration ends near now."""
+    if sc.start is not None:
+        return sc.start
+    now = datetime.now(UTC).replace(microsecond=0)
+    if sc.speed <= 1:
+        return now
+    back = timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else DEFAULT_BACKFILL
+    return now - back
+
+
+def default_labels_path(settings: Settings, tenant: str) -> Path:
+    """Where an MQTT run keeps its labels when none was asked for (appended run after run)."""
+    return settings.data_dir / "simulator" / f"{tenant}-labels.jsonl"
+
+
+def simulate_scenario(sc: Scenario, *, settings: Settings, duration_s: float,
                       labels_path: Path | None, registration_file: Path | None,
                       dry_run_out: Path | None, stop: threading.Event,
                       credentials_file: Path | None = None) -> dict[str, object]:
@@ -33,12 +53,13 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, start: datetime, dura
         write_import_file(registration_file, sc.tenant, specs)
         return {"registration_file": str(registration_file), "devices": len(specs),
                 "tenant": sc.tenant}
-    until = start + timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else None
     stats = Stats(devices=len(specs))
+    append_labels = False
     with ExitStack() as stack:
         sink: Sink
         if dry_run_out is not None:
             sink = FileSink(dry_run_out, sc.tenant, stats=stats)
+            start = resolve_start(sc, duration_s)
             pacer = Pacer(start, sc.speed, unpaced=True)
             deadline = None
         else:
@@ -54,10 +75,20 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, start: datetime, dura
             mqtt_sink = MqttSink(state.mqtt_host, state.mqtt_port, creds, stats=stats)
             mqtt_sink.open()
             sink = mqtt_sink
+            # Real time starts once every device is connected: readings are stamped "now".
+            start = resolve_start(sc, duration_s)
             pacer = Pacer(start, sc.speed)
             deadline = time.time() + duration_s if duration_s > 0 else None
+            stats.registration_s = stats.elapsed
+            stats.started = time.monotonic()
+            if labels_path is None:
+                labels_path = default_labels_path(settings, sc.tenant)
+                labels_path.parent.mkdir(parents=True, exist_ok=True)
+                append_labels = True
+        until = start + timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else None
         stack.callback(sink.close)
-        labels = LabelWriter(labels_path, sc.tenant, on_label=lambda inj: _count(stats))
+        labels = LabelWriter(labels_path, sc.tenant, on_label=lambda inj: _count(stats),
+                             append=append_labels)
         stack.callback(labels.close)
         engine = Engine(sc, start=start, territory=territory, labels=labels)
         view = stack.enter_context(LiveView(stats, title=f"maillage simulate - {sc.tenant}"))

@@ -14,7 +14,7 @@ from maillage.simulators.cli import simulate
 from maillage.simulators.scenario import ScenarioError, load_scenario
 
 SMALL = ["--meters", "12", "--streetlights", "12", "--care-homes", "2", "--start",
-         "2026-02-10T16:00:00Z", "--speed", "3600", "--duration", "3"]
+         "2026-02-10T16:00:00Z", "--speed", "3600", "--duration", "2"]
 
 
 def app() -> typer.Typer:

@@ -81,17 +81,18 @@ def test_territory_registers_and_publishes(services, db_url: str, stack_dir: Pat
 
 def test_load_mode_relays_meters(services, db_url: str, stack_dir: Path,  # type: ignore[no-untyped-def]
                                  tenant_id: str) -> None:
-    """Load mode: meters registered in bulk, concentrators publishing SenML packs for them."""
+    """Load mode: devices registered in bulk, relays publishing SenML packs on their behalf."""
     args = ["simulate", "--load", "--devices", "2000", "--connections", "4", "--batch", "10",
             "--rate", "2000", "--duration", "2", "--tenant", tenant_id,
             "--data-dir", str(stack_dir)]
     with _listen(services, tenant_id) as got:
         result = CliRunner().invoke(_app(), args)
         assert result.exit_code == 0, result.output
-    assert _count(db_url, tenant_id) == {"meter": 2004}
+    assert _count(db_url, tenant_id) == {"care_hub": 4, "care_env": 500, "care_motion": 1000,
+                                         "care_bed": 500}
     summary = _summary(result.stdout)
     assert summary["errors"] == 0 and summary["relays"] == 4
     assert summary["packs_acknowledged"] > 50  # type: ignore[operator]
     pack = orjson.loads(next(p for t, ps in got.items() if t.endswith("/up/senml") for p in ps))
     names = {r["bn"] for r in pack if "bn" in r}
-    assert len(names) == 10 and all(n.startswith("urn:dev:maillage:lm-") for n in names)
+    assert len(names) == 10 and all(n.startswith("urn:dev:maillage:ld-") for n in names)
