@@ -248,7 +248,7 @@ WHERE l.name IS NOT NULL
 _AREA_TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS _aclaim (tenant_id text, level text, name text,
     metric_id smallint, grain text, bucket timestamptz) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS _anew (LIKE rollup_area) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _anew (LIKE rollup_area INCLUDING INDEXES) ON COMMIT DELETE ROWS;
 DELETE FROM _aclaim; DELETE FROM _anew;
 """
 
@@ -261,20 +261,19 @@ INSERT INTO _aclaim SELECT DISTINCT * FROM c
 """
 
 # Claimed buckets are grouped into runs (a new run after a long gap), and each device of the area
-# is read with one range scan per run: far cheaper than one probe per device and bucket.
+# is read with one range scan per run: far cheaper than one probe per device and bucket. Every
+# bucket of a run is recomputed (the few unclaimed ones inside it too: same values), which keeps
+# a join between two large intermediate results, easily misplanned, out of the statement.
 _AREA_COMPUTE = """
-WITH c AS MATERIALIZED (
-    SELECT tenant_id, name, metric_id, bucket,
-           dense_rank() OVER (ORDER BY tenant_id, name, metric_id, run) AS id
+WITH runs AS MATERIALIZED (
+    SELECT row_number() OVER () AS id, tenant_id, name, metric_id, min(bucket) AS lo,
+           max(bucket) AS hi
     FROM (SELECT *, sum(gap) OVER (PARTITION BY tenant_id, name, metric_id ORDER BY bucket) AS run
           FROM (SELECT tenant_id, name, metric_id, bucket,
                        coalesce((bucket - lag(bucket) OVER (PARTITION BY tenant_id, name, metric_id
                                  ORDER BY bucket) > %(gap)s::interval)::int, 0) AS gap
                 FROM _aclaim WHERE level = %(level)s AND grain = %(grain)s) x) y
-), runs AS MATERIALIZED (
-    SELECT id, min(tenant_id) AS tenant_id, min(name) AS name, min(metric_id) AS metric_id,
-           min(bucket) AS lo, max(bucket) AS hi
-    FROM c GROUP BY id
+    GROUP BY tenant_id, name, metric_id, run
 ), agg AS MATERIALIZED (
     -- grouped by integer run id, not by names: sorting text keys costs more than the join
     SELECT u.id, r.bucket, count(*) AS devices, sum(r.n) AS n, sum(r.vsum) AS vsum,
@@ -288,9 +287,9 @@ WITH c AS MATERIALIZED (
     GROUP BY u.id, r.bucket
 )
 INSERT INTO _anew
-SELECT c.tenant_id, %(level)s, c.name, c.metric_id, %(grain)s, c.bucket, g.devices, g.n, g.vsum,
+SELECT u.tenant_id, %(level)s, u.name, u.metric_id, %(grain)s, g.bucket, g.devices, g.n, g.vsum,
        g.vmin, g.vmax, g.energy
-FROM c JOIN agg g ON g.id = c.id AND g.bucket = c.bucket
+FROM agg g JOIN runs u ON u.id = g.id
 """
 
 
@@ -478,9 +477,13 @@ def _area_stage(conn: psycopg.Connection, *, limit: int, area: tuple[str, str, s
     n = conn.execute(sql.SQL(_AREA_CLAIM).format(only=only), params).rowcount
     if n <= 0:
         return 0
+    # Millions of device rows fold into a few hundred buckets: a hash aggregate does it in
+    # memory, where the sort the planner picks (it cannot foresee the row count) spills to disk.
+    conn.execute("SET LOCAL enable_sort = off")
     for level, grain in conn.execute("SELECT DISTINCT level, grain FROM _aclaim").fetchall():
         conn.execute(sql.SQL(_AREA_COMPUTE).format(level=sql.Identifier(level), table=table(grain)),
                      {"level": level, "grain": grain, "gap": _RUN_GAP[grain]})
+    conn.execute("RESET enable_sort")
     conn.execute(_AREA_STORE)
     return n
 
