@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from maillage.simulators import payloads
 from maillage.simulators.anomalies import (
     FAULT_KINDS,
@@ -29,11 +31,13 @@ from maillage.simulators.meters import MeterModel
 from maillage.simulators.scenario import Scenario
 from maillage.simulators.streetlights import (
     CabinetModel,
+    CommandError,
     LampModel,
     LuminosityModel,
     PresenceModel,
     Schedule,
     Street,
+    parse_command,
 )
 from maillage.simulators.territory import CARE_ROOMS, MeterFormat, Territory, build_territory
 
@@ -214,6 +218,39 @@ class Engine:
                                        injections=inj, rng=rng)
                 self._add(care, rng, json_encoder, *care_roles, "any_timed", device_injections=inj,
                           life=life)
+
+    def commandable(self) -> set[str]:
+        """Devices that obey commands (lamps and cabinets)."""
+        return {d.model.device_id for d in self.devices
+                if isinstance(d.model, LampModel | CabinetModel)}
+
+    def command(self, device_id: str, payload: bytes, now: datetime) -> list[Publication]:
+        """A command received on `down/cmd`: lamps (or a cabinet's lamps) obey and acknowledge."""
+        dev = self.by_id.get(device_id)
+        model = dev.model if dev is not None else None
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        command_id = doc.get("id") if isinstance(doc, dict) else None
+        ack: dict[str, object] = {"id": command_id if command_id is not None else "?",
+                                  "ts": payloads.iso(now)}
+        try:
+            if not isinstance(model, LampModel | CabinetModel):
+                raise CommandError("this device takes no commands")
+            order = parse_command(doc, now)
+            lamps = model.lamps if isinstance(model, CabinetModel) else [model]
+            results = [lamp.command(order, now) for lamp in lamps]
+            failed = [r for ok, r in results if not ok]
+            ack["status"] = "failed" if len(failed) == len(results) else "done"
+            if failed:
+                ack["error"] = f"{len(failed)} of {len(results)} lamps: {failed[0]}"
+            if order is not None:
+                ack["level"] = order.level
+        except CommandError as exc:
+            ack["status"] = "failed"
+            ack["error"] = str(exc)
+        return [Publication(now, device_id, "up/ack", orjson.dumps(ack))]
 
     def _plan_until(self, now: datetime) -> None:
         """Draw the anomalies of the days up to PLAN_AHEAD_DAYS past `now`."""

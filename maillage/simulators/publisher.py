@@ -10,9 +10,9 @@ import logging
 import selectors
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +59,8 @@ class Sink(Protocol):
     """Where publications go: MQTT sessions, or a file for dry runs."""
 
     stats: Stats
+    inbox: list[tuple[str, bytes]]
+    """Commands received (device id, payload), emptied by the publish loop."""
 
     def send(self, pub: Publication) -> None: ...
 
@@ -73,6 +75,7 @@ class FileSink:
     """Dry run: one JSON line per publication, in order (`payload_b64` for non-UTF-8 bytes)."""
 
     def __init__(self, path: Path, tenant: str, *, stats: Stats | None = None) -> None:
+        self.inbox: list[tuple[str, bytes]] = []
         self._f = path.open("wb")
         self._tenant = tenant
         self.stats = stats or Stats()
@@ -118,8 +121,11 @@ class MqttSink:
     """One MQTT session per device, all in one selector loop; QoS 1, retained online/offline."""
 
     def __init__(self, host: str, port: int, creds: Mapping[str, DeviceCredentials],
-                 *, stats: Stats | None = None, keepalive: int = 120) -> None:
+                 *, stats: Stats | None = None, keepalive: int = 120,
+                 listeners: Iterable[str] = ()) -> None:
         self.host, self.port, self.keepalive = host, port, keepalive
+        self.listeners = frozenset(listeners)  # devices that take commands on `down/#`
+        self.inbox: list[tuple[str, bytes]] = []
         self.stats = stats or Stats()
         self.stats.sessions = len(creds)
         self._sel = selectors.DefaultSelector()
@@ -139,6 +145,7 @@ class MqttSink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.on_socket_open = self._sock_open
         client.on_socket_close = self._sock_close
         client.on_socket_register_write = self._want_write
@@ -178,6 +185,8 @@ class MqttSink:
             return
         s.up = True
         self.stats.connected += 1
+        if device_id in self.listeners:
+            client.subscribe(f"{s.creds.topic_prefix}down/#", qos=1)
         client.publish(f"{s.creds.topic_prefix}status", b"online", qos=1, retain=True)
         self._unacked += 1
         s.unacked += 1
@@ -198,6 +207,9 @@ class MqttSink:
         s.unacked -= 1
         self._unacked -= 1
         self.stats.acked += 1
+
+    def _on_message(self, client: mqtt.Client, device_id: str, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.append((device_id, bytes(msg.payload)))
 
     _closing = False
 
@@ -294,6 +306,13 @@ class Pacer:
         self.unpaced = unpaced
         self.wall_start = time.time()
 
+    def sim_now(self, floor: datetime) -> datetime:
+        """The simulated time now (not before `floor`, the next publication's time when unpaced)."""
+        if self.unpaced:
+            return floor
+        t = self.sim_start + timedelta(seconds=(time.time() - self.wall_start) * self.speed)
+        return min(t, datetime.now(UTC)).replace(microsecond=0)
+
     def wall_due(self, sim_t: datetime) -> float:
         """Wall-clock time (epoch seconds) at which a publication of sim time `sim_t` goes out."""
         if self.unpaced:
@@ -304,14 +323,27 @@ class Pacer:
         return max(scaled, sim_t.timestamp())
 
 
+Commands = Callable[[str, bytes, datetime], list[Publication]]
+
+
 def run(pubs: Iterable[Publication], sink: Sink, pacer: Pacer, stop: threading.Event,
-        *, wall_deadline: float | None = None, on_tick: Any = None) -> None:
-    """Feed publications to the sink at their paced wall time until exhausted, stopped or timed out."""
+        *, wall_deadline: float | None = None, on_tick: Any = None,
+        on_command: Commands | None = None) -> None:
+    """Feed publications to the sink at their paced wall time until exhausted, stopped or timed out.
+
+    Commands the devices received are handed to `on_command` at the current simulated time, and
+    its answers (acknowledgements) go out at once.
+    """
     it: Iterator[Publication] = iter(pubs)
     last_tick = 0.0
     for pub in it:
         due = pacer.wall_due(pub.at)
         while True:
+            if sink.inbox and on_command is not None:
+                inbox, sink.inbox = sink.inbox, []
+                for device_id, payload in inbox:
+                    for answer in on_command(device_id, payload, pacer.sim_now(pub.at)):
+                        sink.send(answer)
             now = time.time()
             if stop.is_set() or (wall_deadline is not None and now >= wall_deadline):
                 return

@@ -71,31 +71,35 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, duration_s: float,
                 creds = register(database_url=database_url(settings),
                                  mqtt_admin=mqtt_admin(settings), tenant=sc.tenant,
                                  tenant_name=sc.tenant_name, timezone=sc.timezone, specs=specs)
-            state = running_state(settings)
-            mqtt_sink = MqttSink(state.mqtt_host, state.mqtt_port, creds, stats=stats)
-            mqtt_sink.open()
-            sink = mqtt_sink
-            # Real time starts once every device is connected: readings are stamped "now".
-            start = resolve_start(sc, duration_s)
-            pacer = Pacer(start, sc.speed)
-            deadline = time.time() + duration_s if duration_s > 0 else None
             stats.registration_s = stats.elapsed
-            stats.started = time.monotonic()
+            # Real time starts once every device is registered: readings are stamped "now".
+            start = resolve_start(sc, duration_s)
             if labels_path is None:
                 labels_path = default_labels_path(settings, sc.tenant)
                 labels_path.parent.mkdir(parents=True, exist_ok=True)
                 append_labels = True
-        until = start + timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else None
-        stack.callback(sink.close)
         labels = LabelWriter(labels_path, sc.tenant, on_label=lambda inj: _count(stats),
                              append=append_labels)
         stack.callback(labels.close)
         engine = Engine(sc, start=start, territory=territory, labels=labels)
+        if dry_run_out is None:
+            state = running_state(settings)
+            mqtt_sink = MqttSink(state.mqtt_host, state.mqtt_port, creds, stats=stats,
+                                 listeners=engine.commandable())
+            stack.callback(mqtt_sink.close)
+            mqtt_sink.open()
+            sink = mqtt_sink
+            pacer = Pacer(start, sc.speed)
+            deadline = time.time() + duration_s if duration_s > 0 else None
+            stats.started = time.monotonic()
+        else:
+            stack.callback(sink.close)
+        until = start + timedelta(seconds=duration_s * sc.speed) if duration_s > 0 else None
         view = stack.enter_context(LiveView(stats, title=f"maillage simulate - {sc.tenant}"))
         log.info("simulating %d devices of tenant %s from %s at x%g", len(specs), sc.tenant,
                  start.isoformat(), sc.speed)
         run(engine.publications(until), sink, pacer, stop, wall_deadline=deadline,
-            on_tick=view.tick)
+            on_tick=view.tick, on_command=engine.command)
     result = summary(stats)
     result["start"] = iso(start)
     result["tenant"] = sc.tenant

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -108,6 +109,43 @@ class Street:
         return self.boost_s > 0 and self.passes(t - timedelta(seconds=self.boost_s), t) > 0
 
 
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A remote command in force: `level` (None = schedule) until `until` (None = until changed)."""
+
+    mode: str  # "dim" | "on" | "off"
+    level: float
+    until: datetime | None
+
+    def active(self, t: datetime) -> bool:
+        return self.until is None or t < self.until
+
+
+class CommandError(ValueError):
+    """A command a lamp controller cannot carry out."""
+
+
+def parse_command(doc: object, now: datetime) -> Override | None:
+    """`{"cmd": "dim", "level": 40, "duration_s"?: 3600}`, `on`, `off`, or `auto` (None)."""
+    if not isinstance(doc, dict):
+        raise CommandError("a command is a JSON object")
+    cmd = doc.get("cmd")
+    duration = doc.get("duration_s")
+    if duration is not None and (not isinstance(duration, int | float) or duration <= 0):
+        raise CommandError("duration_s must be a positive number")
+    until = now + timedelta(seconds=duration) if duration else None
+    if cmd == "auto":
+        return None
+    if cmd == "dim":
+        level = doc.get("level")
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level <= 100:
+            raise CommandError("dim needs a level between 0 and 100")
+        return Override("dim", float(level), until)
+    if cmd in ("on", "off"):
+        return Override(cmd, 100.0 if cmd == "on" else 0.0, until)
+    raise CommandError(f"unknown command {str(cmd)[:30]!r}")
+
+
 class LampModel:
     """A streetlight controller node reporting its state, power and counters."""
 
@@ -127,6 +165,17 @@ class LampModel:
             self.hours = rng.uniform(500, 16000)
         self.energy_wh = self.hours * lamp.nominal_w * BALLAST[lamp.tech] * rng.uniform(0.8, 0.95)
         self.last: datetime | None = None
+        self.override: Override | None = None
+
+    def command(self, override: Override | None, now: datetime) -> tuple[bool, str | None]:
+        """Apply a remote order; (done, reason when failed)."""
+        if active(self.injections, "lamp_failure", now):
+            return False, "lamp failure"
+        # A node with the dimming fault acknowledges, then keeps its old level.
+        if override is None or override.mode != "dim" or not active(
+                self.injections, "dimming_not_applied", now):
+            self.override = override
+        return True, None
 
     def first_due(self, start: datetime) -> datetime:
         return _first(start, self.interval, self.device_id)
@@ -140,6 +189,11 @@ class LampModel:
         presence = self.street is not None and self.schedule.is_dark(t) and self.street.boosted(t)
         level = self.schedule.level(t, presence)
         status = "ok"
+        if self.override is not None and self.override.active(t):
+            if self.override.mode == "dim":
+                level = self.override.level if level > 0 else 0.0
+            else:  # "on" (a maintenance test, even in daylight) or "off"
+                level = self.override.level
         if active(inj, "dimming_not_applied", t) and 0 < level < 100:
             level = 100.0  # the node missed the dimming order and says nothing about it
         if active(inj, "day_burner", t) and not self.schedule.is_dark(t):

@@ -192,3 +192,32 @@ def test_indoor_temperature_follows_heating_and_weather() -> None:
         winter = life.indoor_c(datetime(2026, 1, 15, 15, tzinfo=UTC))
         assert abs(winter - home.heating_setpoint_c) < 0.01
         assert 17 < life.indoor_c(datetime(2026, 7, 20, 15, tzinfo=UTC)) < 30
+
+
+def test_lamps_obey_commands_and_acknowledge() -> None:
+    """`dim` sets the level of a lit lamp (or a whole cabinet's), `auto` resumes the schedule."""
+    sc = _lighting_scenario()
+    start = datetime(2026, 3, 10, 20, 0, tzinfo=UTC)  # dark everywhere
+    engine = Engine(sc, start=start)
+    territory = engine.territory
+    lamp = territory.lamps[0]
+    cab = next(c for c in territory.cabinets if c.device_id != lamp.cabinet)
+
+    def level(device: str, t: datetime) -> float:
+        return engine.by_id[device].model.state(t)[0]  # type: ignore[attr-defined,no-any-return]
+
+    [ack] = engine.command(lamp.device_id, b'{"id": "c1", "cmd": "dim", "level": 30}', start)
+    assert ack.channel == "up/ack"
+    assert orjson.loads(ack.payload) == {"id": "c1", "ts": "2026-03-10T20:00:00Z",
+                                         "status": "done", "level": 30.0}
+    assert level(lamp.device_id, start) == 30
+    engine.command(cab.device_id, b'{"id": 2, "cmd": "dim", "level": 60, "duration_s": 600}', start)
+    assert {level(d, start) for d in cab.lamps} == {60}
+    assert {level(d, start + timedelta(minutes=11)) for d in cab.lamps} == {100}
+    engine.command(lamp.device_id, b'{"id": "c3", "cmd": "auto"}', start)
+    assert level(lamp.device_id, start) == 100
+    for bad in (b'{"id": "c4", "cmd": "explode"}', b"not json", b'{"id": 5, "cmd": "dim"}'):
+        [nack] = engine.command(lamp.device_id, bad, start)
+        assert orjson.loads(nack.payload)["status"] == "failed"
+    [nack] = engine.command("nope", b'{"id": 6, "cmd": "dim", "level": 5}', start)
+    assert orjson.loads(nack.payload)["status"] == "failed"  # not a lamp: no commands

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -14,7 +15,8 @@ import typer
 from typer.testing import CliRunner
 
 from maillage.simulators.cli import simulate
-from maillage.stack.mosquitto import GATEWAY_USER
+from maillage.stack.dynsec import DynsecClient
+from maillage.stack.mosquitto import ADMIN_USER, GATEWAY_USER
 
 
 def _app() -> typer.Typer:
@@ -24,14 +26,23 @@ def _app() -> typer.Typer:
     return app
 
 
+@dataclass
+class Listener:
+    """What the tenant's devices published, and the gateway account's client to send commands."""
+
+    client: mqtt.Client
+    got: dict[str, list[bytes]] = field(default_factory=dict)
+
+
 @contextmanager
-def _listen(services, tenant: str) -> Iterator[dict[str, list[bytes]]]:  # type: ignore[no-untyped-def]
+def _listen(services, tenant: str) -> Iterator[Listener]:  # type: ignore[no-untyped-def]
     """Collect what the tenant's devices publish, as the gateway account sees it."""
-    got: dict[str, list[bytes]] = {}
     subscribed = threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{tenant}",
                       protocol=mqtt.MQTTv311)
     sub.username_pw_set(GATEWAY_USER, services.mqtt_creds.gateway_password)
+    listener = Listener(sub)
+    got = listener.got
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.on_message = lambda c, u, m: got.setdefault(m.topic, []).append(m.payload)
     sub.connect("127.0.0.1", services.mqtt_port)
@@ -39,7 +50,7 @@ def _listen(services, tenant: str) -> Iterator[dict[str, list[bytes]]]:  # type:
     sub.loop_start()
     try:
         assert subscribed.wait(10)
-        yield got
+        yield listener
     finally:
         sub.loop_stop()
         sub.disconnect()
@@ -61,19 +72,31 @@ def test_territory_registers_and_publishes(services, db_url: str, stack_dir: Pat
     """Every device of a small territory is registered and publishes with its own account."""
     args = ["simulate", "--meters", "5", "--streetlights", "4", "--care-homes", "1",
             "--tenant", tenant_id, "--seed", "3", "--data-dir", str(stack_dir)]
-    with _listen(services, tenant_id) as got:
+    lamp_cmd = f"maillage/{tenant_id}/sl-rennes-00001/down/cmd"
+    with _listen(services, tenant_id) as listener:
+        # Retained, so the lamp finds it when it subscribes (an operator's order sent earlier).
+        listener.client.publish(lamp_cmd, b'{"id": "t1", "cmd": "dim", "level": 35}', qos=1,
+                                retain=True).wait_for_publish(5)
         result = CliRunner().invoke(_app(), [*args, "--duration", "4"])
-        assert result.exit_code == 0, result.output
+        listener.client.publish(lamp_cmd, b"", qos=1, retain=True).wait_for_publish(5)
+    assert result.exit_code == 0, result.output
+    got = listener.got
     counts = _count(db_url, tenant_id)
     assert counts["meter"] == 5 and counts["streetlight"] == 4 and counts["care_bed"] == 1
     talking = {t.split("/")[2] for t in got if "/up/" in t}
     assert talking == {t.split("/")[2] for t in got}  # every device that said online also spoke
     assert len(talking) == sum(counts.values())
     assert all(got[t][-1] == b"offline" for t in got if t.endswith("/status"))
+    ack = orjson.loads(got[f"maillage/{tenant_id}/sl-rennes-00001/up/ack"][0])
+    assert ack["id"] == "t1" and ack["status"] == "done" and ack["level"] == 35
     summary = _summary(result.stdout)
     assert summary["errors"] == 0
     assert summary["acknowledged"] == summary["published"] + 2 * len(talking)  # + online, offline
-    # A second run renews the credentials of the devices already registered.
+    # A second run renews the credentials of the devices already registered, and recreates the
+    # broker account of one the broker lost.
+    with DynsecClient("127.0.0.1", services.mqtt_port, ADMIN_USER,
+                      services.mqtt_creds.admin_password) as dyn:
+        dyn.run([{"command": "deleteClient", "username": f"{tenant_id}/sl-rennes-00001"}])
     again = CliRunner().invoke(_app(), [*args, "--duration", "1"])
     assert again.exit_code == 0, again.output
     assert _summary(again.stdout)["errors"] == 0
@@ -85,9 +108,10 @@ def test_load_mode_relays_meters(services, db_url: str, stack_dir: Path,  # type
     args = ["simulate", "--load", "--devices", "2000", "--connections", "4", "--batch", "10",
             "--rate", "2000", "--duration", "2", "--tenant", tenant_id,
             "--data-dir", str(stack_dir)]
-    with _listen(services, tenant_id) as got:
+    with _listen(services, tenant_id) as listener:
         result = CliRunner().invoke(_app(), args)
         assert result.exit_code == 0, result.output
+    got = listener.got
     assert _count(db_url, tenant_id) == {"care_hub": 4, "care_env": 500, "care_motion": 1000,
                                          "care_bed": 500}
     summary = _summary(result.stdout)
