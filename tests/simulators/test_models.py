@@ -221,3 +221,17 @@ def test_lamps_obey_commands_and_acknowledge() -> None:
         assert orjson.loads(nack.payload)["status"] == "failed"
     [nack] = engine.command("nope", b'{"id": 6, "cmd": "dim", "level": 5}', start)
     assert orjson.loads(nack.payload)["status"] == "failed"  # not a lamp: no commands
+
+
+def test_day_plans_hold_across_daylight_saving_changes() -> None:
+    """Plans stay ordered and gap-free over the March and October clock changes."""
+    sc = Scenario(communes=[Commune(name="Rennes", lat=48.11, lon=-1.68)],
+                  fleet=Fleet(care_homes=4), anomalies=QUIET)
+    for home in build_territory(sc).care_homes:
+        life = HomeLife(home, seed=sc.seed, tz=PARIS, injections=[])
+        for day in (date(2026, 3, 28), date(2026, 3, 29), date(2026, 10, 24), date(2026, 10, 25)):
+            segs = life.plan(day).segments
+            assert segs[0].start == life.wake(day)
+            assert segs[-1].end == life.wake(day + timedelta(days=1))
+            assert all(a.end == b.start and a.start < a.end for a, b in zip(segs, segs[1:],
+                                                                            strict=False))

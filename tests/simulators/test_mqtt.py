@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -120,3 +121,24 @@ def test_load_mode_relays_meters(services, db_url: str, stack_dir: Path,  # type
     pack = orjson.loads(next(p for t, ps in got.items() if t.endswith("/up/senml") for p in ps))
     names = {r["bn"] for r in pack if "bn" in r}
     assert len(names) == 10 and all(n.startswith("urn:dev:maillage:ld-") for n in names)
+
+
+def test_accelerated_run_replays_the_recent_past(services, stack_dir: Path,  # type: ignore[no-untyped-def]
+                                                 tenant_id: str) -> None:
+    """`--speed 600 --duration 3`: half an hour of readings, all in the past, in 3 seconds."""
+    args = ["simulate", "--meters", "2", "--streetlights", "2", "--tenant", tenant_id,
+            "--speed", "600", "--duration", "3", "--data-dir", str(stack_dir)]
+    with _listen(services, tenant_id) as listener:
+        result = CliRunner().invoke(_app(), args)
+        assert result.exit_code == 0, result.output
+    stamps = sorted(_utc(orjson.loads(p)["ts"]) for t, ps in listener.got.items()
+                    if "/sl-" in t and t.endswith("/up/json") for p in ps)
+    summary = _summary(result.stdout)
+    assert summary["errors"] == 0
+    start, end = _utc(str(summary["start"])), _utc(str(summary["simulated_until"]))
+    assert start <= stamps[0] and stamps[-1] <= end <= datetime.now(UTC)
+    assert end - start >= timedelta(minutes=20)
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
