@@ -129,6 +129,8 @@ def _install_stop(stop: threading.Event) -> None:
         return
 
     def handler(signum: int, frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, even mid-registration
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
