@@ -11,6 +11,7 @@ import typer
 
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
+from maillage.cli.dlq import dlq_app
 from maillage.config import Settings
 
 app = typer.Typer(help="maillage: IoT data backbone for smart territories.", no_args_is_help=True,
@@ -23,6 +24,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(devices_app, name="devices")
 app.add_typer(processor_app, name="processor")
+app.add_typer(dlq_app, name="dlq")
 
 
 def _db(settings: Settings) -> str:

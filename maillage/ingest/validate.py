@@ -1,11 +1,54 @@
-"""Checks that need more than the payload: measurement times against now and the device's age."""
+"""The gateway's decisions about one MQTT message: parse it, check it against the registry, re-key
+what a care hub relays, check its times. No I/O besides registry lookups, so that the live
+gateway and `maillage dlq replay` decide alike.
+
+Rules (see docs/ingest.md):
+- the topic must be a device topic of a registered device (`unknown_topic`, `unknown_device`);
+- an envelope naming a relayed sensor (`attrs["sensor"]`, set by the event and SenML parsers) is
+  re-keyed to that sensor when it is registered in the hub's tenant, with `attrs["hub"]` = the
+  hub; an unregistered sensor rejects the whole message (`unknown_device`, naming it). Only a
+  `care_hub` relays: another device naming a sensor other than itself is `invalid_schema`;
+- measurement times may be late (any amount) but not more than `max_future` after receipt
+  (`future_timestamp`), nor before the device was installed, or 2010 when the registry has no
+  installation date (`before_device`); relayed readings use the sensor's own date.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from maillage.envelope import Envelope
+from pydantic import ValidationError
+
+from maillage import topics
+from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
+from maillage.ingest.formats import MessageContext, parse_message
+from maillage.ingest.registry_cache import KnownDevice, RegistryCache
+
+RELAY_TYPES = frozenset({"care_hub"})
+"""Device types allowed to send data on behalf of other registered devices."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message goes to the DLQ, and whose it was (None when the topic names no device)."""
+
+    reason: str
+    detail: str
+    tenant: str | None
+    device_id: str | None
+    error: BaseException | None = None
+    """Set when a parser failed unexpectedly (a bug, logged with its traceback)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message: envelopes to produce, or a rejection."""
+
+    channel: str
+    envelopes: list[Envelope] = field(default_factory=list)
+    rejection: Rejection | None = None
 
 
 def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
@@ -23,3 +66,101 @@ def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
             raise PayloadError(DlqReason.BEFORE_DEVICE,
                                f"ts {env.ts.isoformat()} is before the device was installed "
                                f"or its clock was set ({since.isoformat()})")
+
+
+def status_envelope(payload: bytes, tenant: str, device_id: str, received: datetime) -> Envelope:
+    """`…/status`: `online` or `offline` (the last will), stamped with the receive time."""
+    text = payload.decode("utf-8", "replace").strip().lower()
+    if text not in ("online", "offline"):
+        raise PayloadError(DlqReason.INVALID_SCHEMA,
+                           f"status must be online or offline, not {text[:40]!r}")
+    return Envelope(tenant=tenant, device_id=device_id, kind="status", ts=received,
+                    received_at=received, source_format=SourceFormat.STATUS, event=text)
+
+
+class Ingest:
+    """One MQTT message (topic, bytes, receive time) -> envelopes, or a rejection with a reason.
+
+    Registry failures (the database is down) raise: they are not the device's fault, and the
+    gateway must not acknowledge the message.
+    """
+
+    def __init__(self, registry: RegistryCache, *, max_future: timedelta) -> None:
+        self.registry = registry
+        self.max_future = max_future
+
+    def convert(self, topic: str, payload: bytes, received: datetime) -> Outcome:
+        """Decide about one message."""
+        dt = topics.parse_device_topic(topic)
+        if dt is None:
+            return Outcome("?", rejection=Rejection(DlqReason.UNKNOWN_TOPIC, "not a device topic",
+                                                    None, None))
+        device = self.registry.get(dt.tenant, dt.device_id)
+        if device is None:
+            return Outcome(dt.channel, rejection=Rejection(
+                DlqReason.UNKNOWN_DEVICE, f"{dt.tenant}/{dt.device_id} is not registered",
+                dt.tenant, dt.device_id))
+        try:
+            envelopes = self._parse(payload, dt.tenant, dt.device_id, dt.channel, device, received)
+            groups = self._relay(envelopes, dt.tenant, device)
+            for group, since in groups:
+                check_times(group, now=received, since=since, max_future=self.max_future)
+        except PayloadError as exc:
+            error = exc.error if isinstance(exc, _ParserFailure) else None
+            return Outcome(dt.channel, rejection=Rejection(exc.reason, exc.detail, dt.tenant,
+                                                           dt.device_id, error))
+        return Outcome(dt.channel, envelopes=[env for group, _ in groups for env in group])
+
+    def _parse(self, payload: bytes, tenant: str, device_id: str, channel: str,
+               device: KnownDevice, received: datetime) -> list[Envelope]:
+        """The parsers' envelopes; any failure of theirs becomes a PayloadError."""
+        try:
+            if channel == "status":
+                return [status_envelope(payload, tenant, device_id, received)]
+            return parse_message(payload, MessageContext(tenant, device_id, channel, received,
+                                                         device.type))
+        except PayloadError:
+            raise
+        except ValidationError as exc:  # an envelope field out of its bounds
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                 for e in exc.errors()[:3])
+            raise PayloadError(DlqReason.INVALID_SCHEMA, problems[:300]) from exc
+        except Exception as exc:
+            # Parsers are pure: anything else they raise is a bug of theirs, which must not stop
+            # the gateway. The message is kept in the DLQ (replayable once the parser is fixed).
+            raise _ParserFailure(exc) from exc
+
+    def _relay(self, envelopes: list[Envelope], tenant: str,
+               device: KnownDevice) -> list[tuple[list[Envelope], datetime]]:
+        """Re-key relayed envelopes; returns (envelopes, earliest time allowed) per device."""
+        own: list[Envelope] = []
+        relayed: dict[str, tuple[list[Envelope], datetime]] = {}
+        for env in envelopes:
+            sensor = env.attrs.get("sensor")
+            if not isinstance(sensor, str) or sensor == env.device_id:
+                own.append(env)
+                continue
+            if device.type not in RELAY_TYPES:
+                raise PayloadError(DlqReason.INVALID_SCHEMA,
+                                   f"names sensor {sensor!r}: only a care_hub relays for other "
+                                   f"devices, this is a {device.type}")
+            if sensor not in relayed:
+                target = self.registry.get(tenant, sensor)
+                if target is None:
+                    raise PayloadError(DlqReason.UNKNOWN_DEVICE,
+                                       f"relayed sensor {tenant}/{sensor} is not registered")
+                relayed[sensor] = ([], target.since)
+            attrs = {k: v for k, v in env.attrs.items() if k != "sensor"}
+            attrs["hub"] = env.device_id
+            relayed[sensor][0].append(env.model_copy(update={"device_id": sensor,
+                                                             "attrs": attrs}))
+        return [(own, device.since), *relayed.values()]
+
+
+class _ParserFailure(PayloadError):
+    """A parser raised something else than PayloadError: kept as `malformed`, logged as a bug."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(DlqReason.MALFORMED,
+                         f"the parser failed ({type(error).__name__}: {str(error)[:200]})")
+        self.error = error
