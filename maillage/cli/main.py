@@ -220,6 +220,11 @@ def _register_optional() -> None:
     except ImportError:
         return
     app.command("simulate")(simulate)
+    try:
+        from maillage.bench.cli import bench
+    except ImportError:
+        return
+    app.command("bench")(bench)
 
 
 _register_optional()

@@ -1,0 +1,69 @@
+"""`maillage bench`: the performance benchmark (see docs/benchmarks.md for the method)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from maillage.cli.common import DataDir, clean_errors, settings_for
+
+log = logging.getLogger(__name__)
+
+
+@clean_errors
+def bench(
+    duration: Annotated[float, typer.Option(help="Seconds of the throughput phase.", min=5)] = 300,
+    json: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
+    no_append: Annotated[bool, typer.Option("--no-append",
+                                            help="Do not add the run to docs/benchmarks.md.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Short baselines and latency phase "
+                                                        "(about a minute with --duration 15).")] = False,
+    gateways: Annotated[int, typer.Option(help="Gateway processes of the embedded stack.", min=1)] = 1,
+    storages: Annotated[int, typer.Option(help="Storage processes of the embedded stack.", min=1)] = 1,
+    publishers: Annotated[int, typer.Option(help="Publisher processes.", min=1)] = 2,
+    sessions: Annotated[int, typer.Option(help="Device sessions per publisher process.", min=1)] = 24,
+    rate: Annotated[float | None, typer.Option(help="Messages/s of the throughput phase "
+                                                    "(default: as fast as the pipeline stores).")] = None,
+    pause_db: Annotated[float, typer.Option("--pause-db", help="Also stop PostgreSQL this many "
+                                                               "seconds under load (SIGSTOP/SIGCONT).")] = 0,
+    use_running: Annotated[bool, typer.Option("--use-running",
+                                              help="Measure the stack running from --data-dir.")] = False,
+    profile: Annotated[Path | None, typer.Option(help="Profile gateway and storage with py-spy; "
+                                                      "flame graphs and summaries in this folder.")] = None,
+    append_to: Annotated[Path | None, typer.Option(help="Markdown file of runs "
+                                                        "(default docs/benchmarks.md).")] = None,
+    keep_data: Annotated[bool, typer.Option(help="Keep the bench stack's data directory.")] = False,
+    window: Annotated[int | None, typer.Option(help="Readings allowed between published and stored "
+                                                    "in the throughput phase (default 100000, "
+                                                    "quick 30000).", min=1000)] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Benchmark: machine baselines, end-to-end readings/s, latency, cost per component."""
+    from rich.console import Console
+
+    from maillage.bench.report import Dashboard, append_run, print_report
+    from maillage.bench.runner import Bench, BenchConfig, default_docs_path
+
+    settings = settings_for(data_dir, "bench")
+    logging.getLogger().setLevel(logging.WARNING)
+    config = BenchConfig(duration_s=duration, quick=quick, gateways=gateways, storages=storages,
+                         publishers=publishers, sessions=sessions, rate=rate, pause_db_s=pause_db,
+                         data_dir=data_dir, use_running=use_running, keep_data=keep_data,
+                         profile_dir=profile, window=window)
+    console = Console()
+    with Dashboard(console) as ui:
+        doc = Bench(config, settings, ui).run()
+    print_report(console, doc)
+    if json is not None:
+        json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        console.print(f"JSON written to {json}")
+    if not no_append:
+        path = append_to or default_docs_path()
+        append_run(path, doc)
+        console.print(f"run added to {path}")
+    if not doc["ok"]:
+        raise typer.Exit(1)
