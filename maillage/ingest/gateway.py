@@ -155,10 +155,10 @@ class Gateway:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == DROPPED_TOPIC:
-            self._watch_dropped(msg.payload)
+            self._watch_dropped(bytes(msg.payload))
             return
         self._slots.acquire()  # back-pressure: blocks the network thread while the inbox is full
-        self._inbox.append(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.time()))
+        self._inbox.append(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time()))
         if not self._wake_pending and self._loop is not None:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -228,7 +228,7 @@ class Gateway:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type] # paho takes seconds as float
         self._client = client
         client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30)
         client.loop_start()

@@ -80,7 +80,8 @@ def payload_view(payload: bytes) -> tuple[str, str]:
 
 def where_clause(f: ReplayFilter) -> tuple[str, list[Any]]:
     """SQL conditions on `rejected` for a selection, and their parameters."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if not f.again:
         clauses.append("replayed_at IS NULL")
     for column, value in (("tenant_id", f.tenant), ("device_id", f.device_id),

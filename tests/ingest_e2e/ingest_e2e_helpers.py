@@ -28,7 +28,8 @@ from maillage.stack.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER
 from tests.e2e.conftest import Device, Publisher, Stack, wait_until
 
-__all__ = ["Device", "IngestStack", "KafkaTap", "Publisher", "messages_handled", "utc", "wait_until"]
+__all__ = ["Device", "IngestStack", "KafkaTap", "Publisher", "dlq_counts", "messages_handled", "utc",
+           "wait_until"]
 
 
 class IngestStack(Stack):
@@ -183,3 +184,18 @@ def messages_handled(stack: Stack, pid: int) -> float:
         if json.loads(key)[1] == "maillage_ingest_messages_total":
             total += value
     return total
+
+
+def dlq_counts(stack: Stack) -> dict[str, float]:
+    """`maillage_dlq_records_total` per reason, summed over every process, from the API's /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(stack.api + "/metrics", timeout=10).text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "maillage_dlq_records_total":
+                reason = sample.labels["reason"]
+                counts[reason] = counts.get(reason, 0.0) + sample.value
+    return counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
+from ingest_e2e_helpers import IngestStack, Publisher, dlq_counts, utc, wait_until
 
 from tests.ingest.ingest_helpers import frame, hist_group, std_group
 
@@ -103,6 +103,7 @@ def test_tic_frames_valid_and_broken(stack: IngestStack) -> None:
         (frame(_historique(base="01234X678")), "bad_value"),
         ("é".encode() + frame(_historique()), "malformed"),
     ]
+    counted = dlq_counts(stack)
     _publish_all(stack, bad, [("up/tic", f) for f, _ in bad_frames])
 
     assert wait_until(lambda: len(stack.readings(tenant, "linky-h")) == 4)
@@ -122,6 +123,8 @@ def test_tic_frames_valid_and_broken(stack: IngestStack) -> None:
     got = stack.rejected(tenant)  # two gateways: arrival order is not publication order
     assert sorted((d, r, p) for d, r, _, p in got) == sorted(("linky-bad", r, f) for f, r in bad_frames)
     assert "PAPP" in next(detail for _, r, detail, _ in got if r == "bad_checksum")
+    now = dlq_counts(stack)  # every rejection is counted (Prometheus, all gateways summed)
+    assert {r: now[r] - counted.get(r, 0) for _, r in bad_frames} == {r: 1 for _, r in bad_frames}
     assert stack.readings(tenant, "linky-bad") == []
 
 

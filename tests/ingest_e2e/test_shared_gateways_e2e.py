@@ -102,6 +102,9 @@ def test_messages_queued_for_a_stopped_gateway_are_delivered_when_it_returns(sta
         extra.send_signal(signal.SIGTERM)
         extra.wait(30)
         _forget_session(stack, "maillage-gateway-7")
+    # Its membership is gone with its session: the two gateways of the stack take everything again.
+    _publish(stack, devices, 10, offset=30)
+    assert wait_until(lambda: _stored(stack, tenant) == 120, timeout=30)
     assert stack.rejected(tenant) == []
 
 
