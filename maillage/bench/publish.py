@@ -150,7 +150,11 @@ def worker_main(spec: WorkerSpec, control: Control) -> None:
         conn.client.on_connect = on_connect
         conn.client.on_publish = on_publish
         conn.client.on_disconnect = on_disconnect
-        conn.client.connect(spec.host, spec.port, keepalive=60)
+        try:
+            conn.client.connect(spec.host, spec.port, keepalive=60)
+        except OSError as exc:
+            control.results.put(WorkerResult(i, {}, 0, 0, [f"{s.username}: cannot connect ({exc})"]))
+            return
         sock = conn.client.socket()
         assert sock is not None
         sel.register(sock, selectors.EVENT_READ, conn)
@@ -197,7 +201,10 @@ def _publish_loop(spec: WorkerSpec, control: Control, conns: list[_Conn],
         elif rate < 0:
             budget = BURST
         else:
-            budget = min(BURST, int((now - rate_t0) * rate) - (sent - rate_n0))
+            owed = int((now - rate_t0) * rate) - (sent - rate_n0)
+            if owed > rate:  # more than a second behind (starved): drop the debt, keep the pace
+                rate_t0, rate_n0, owed = now, sent, 0
+            budget = min(BURST, owed)
         room = 1 << 62
         credit = control.credit.value
         if budget > 0 and credit >= 0:
