@@ -40,6 +40,11 @@ def bench(
     window: Annotated[int | None, typer.Option(help="Readings allowed between published and stored "
                                                     "in the throughput phase (default 100000, "
                                                     "quick 30000).", min=1000)] = None,
+    commune_query: Annotated[bool, typer.Option(
+        "--commune-query", help="Also time a one-year daily query of a 10,000-meter commune "
+                                "(seeds its own database: a few minutes).")] = False,
+    commune_meters: Annotated[int, typer.Option(help="Meters of the --commune-query commune.",
+                                                min=10)] = 10_000,
     data_dir: DataDir = None,
 ) -> None:
     """Benchmark: machine baselines, end-to-end readings/s, latency, cost per component."""
@@ -58,12 +63,34 @@ def bench(
     with Dashboard(console) as ui:
         doc = Bench(config, settings, ui).run()
     print_report(console, doc)
+    if commune_query:
+        from maillage.bench.commune import commune_query as run_commune
+
+        doc["commune_query"] = result = run_commune(meters=commune_meters,
+                                                     server_url=settings.database_url)
+        console.print(f"commune daily query ({result['meters']:,} meters, one year): "
+                      f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms")
     if json is not None:
         json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         console.print(f"JSON written to {json}")
     if not no_append:
         path = append_to or default_docs_path()
         append_run(path, doc)
+        if "commune_query" in doc:
+            from maillage.bench.commune import markdown_line
+
+            _append_section(path, "## Commune query", markdown_line(doc["commune_query"]))
         console.print(f"run added to {path}")
     if not doc["ok"]:
         raise typer.Exit(1)
+
+
+def _append_section(path: Path, heading: str, line: str) -> None:
+    """Add `line` at the end of the section `heading` of a markdown file (created when missing)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if heading not in text:
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n"
+    head, _, rest = text.partition(heading)
+    nxt = rest.find("\n## ", 1)
+    section, tail = (rest, "") if nxt < 0 else (rest[:nxt + 1], rest[nxt + 1:])
+    path.write_text(head + heading + section.rstrip("\n") + "\n" + line + ("\n" + tail if tail else ""))

@@ -26,8 +26,9 @@ from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, parse_message
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
 
-RELAY_TYPES = frozenset({"care_hub"})
-"""Device types allowed to send data on behalf of other registered devices."""
+RELAY_TYPES = frozenset({"care_hub", "lighting_cabinet"})
+"""Device types allowed to send data on behalf of other registered devices: a home's care hub
+for its sensors, a lighting cabinet's controller for the lamps on its circuits (PLC/DALI)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +143,8 @@ class Ingest:
                 continue
             if device.type not in RELAY_TYPES:
                 raise PayloadError(DlqReason.INVALID_SCHEMA,
-                                   f"names sensor {sensor!r}: only a care_hub relays for other "
-                                   f"devices, this is a {device.type}")
+                                   f"names sensor {sensor!r}: only {' and '.join(sorted(RELAY_TYPES))} "
+                                   f"relay for other devices, this is a {device.type}")
             if sensor not in relayed:
                 target = self.registry.get(tenant, sensor)
                 if target is None:

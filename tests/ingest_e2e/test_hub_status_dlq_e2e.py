@@ -70,7 +70,7 @@ def test_care_hub_messages_are_stored_under_the_relayed_sensors(stack: IngestSta
                                            ("pir-9", "invalid_schema")]
     assert sorted("pendant-404" in detail or "bedroom-2" in detail for _, _, detail in got[:2]) == [
         True, True]
-    assert "only a care_hub" in got[2][2]
+    assert "only care_hub and lighting_cabinet relay" in got[2][2]
     # All or nothing: the known sensor of the half-known pack got nothing at 20 °C.
     assert 20.0 not in [v for _, _, v, _ in stack.readings(tenant, "env-1")]
 
