@@ -93,4 +93,6 @@ def _append_section(path: Path, heading: str, line: str) -> None:
     head, _, rest = text.partition(heading)
     nxt = rest.find("\n## ", 1)
     section, tail = (rest, "") if nxt < 0 else (rest[:nxt + 1], rest[nxt + 1:])
-    path.write_text(head + heading + section.rstrip("\n") + "\n" + line + ("\n" + tail if tail else ""))
+    body = section.rstrip("\n")
+    path.write_text(head + heading + body + ("\n" if body else "\n\n") + line
+                    + ("\n" + tail if tail else ""))

@@ -18,17 +18,27 @@ devices_app = typer.Typer(help="Devices and their MQTT credentials.", no_args_is
 
 
 def broker_registrar(settings: Settings) -> Callable[[str, Sequence[DeviceSpec]], list[DeviceCredentials]]:
-    """A function registering devices in the database and the running broker."""
-    from maillage.registry.devices import add_devices
+    """A function registering devices in the database and the broker."""
+
+    def register_one_tenant(tenant: str, specs: Sequence[DeviceSpec]) -> list[DeviceCredentials]:
+        return register_everywhere(settings, [(tenant, s) for s in specs])
+
+    return register_one_tenant
+
+
+def register_everywhere(settings: Settings, items: Sequence[tuple[str, DeviceSpec]]) -> list[DeviceCredentials]:
+    """Register devices with broker credentials: the embedded broker's files, else dynsec."""
+    from maillage.registry.devices import register
     from maillage.stack.dynsec import DynsecClient
-    from maillage.stack.state import database_url, mqtt_admin
+    from maillage.stack.state import database_url, file_auth, mqtt_admin
 
-    def register(tenant: str, specs: Sequence[DeviceSpec]) -> list[DeviceCredentials]:
+    broker = file_auth(settings)
+    with psycopg.connect(database_url(settings)) as conn:
+        if broker is not None:
+            return register(conn, items, dynsec=None, broker=broker)
         host, port, user, password = mqtt_admin(settings)
-        with psycopg.connect(database_url(settings)) as conn, DynsecClient(host, port, user, password) as dyn:
-            return add_devices(conn, tenant=tenant, specs=specs, dynsec=dyn)
-
-    return register
+        with DynsecClient(host, port, user, password) as dyn:
+            return register(conn, items, dynsec=dyn)
 
 
 def _meta(pairs: list[str]) -> dict[str, Any]:
@@ -93,14 +103,8 @@ def devices_import(
     from maillage.registry.importer import load_devices
 
     settings = settings_for(data_dir)
-    from maillage.registry.devices import register
-    from maillage.stack.dynsec import DynsecClient
-    from maillage.stack.state import database_url, mqtt_admin
-
     items = load_devices(file, default_tenant=tenant)
-    host, port, user, password = mqtt_admin(settings)
-    with psycopg.connect(database_url(settings)) as conn, DynsecClient(host, port, user, password) as dyn:
-        creds = register(conn, items, dynsec=dyn)
+    creds = register_everywhere(settings, items)
     if credentials_out is not None:
         import csv
 

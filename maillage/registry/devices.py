@@ -1,4 +1,9 @@
-"""Devices: rows in PostgreSQL plus a client and an ACL role in Mosquitto's dynamic security."""
+"""Devices: rows in PostgreSQL plus broker credentials limited to the device's own topics.
+
+Credentials reach the embedded Mosquitto as rendered password/ACL files (`broker_auth.FileAuth`,
+fast for thousands of devices) or, for a broker maillage does not run itself, through the
+dynamic-security plugin (`DynsecClient`: a client and a role per device).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,14 @@ import orjson
 import psycopg
 
 from maillage.errors import RegistryError
+from maillage.registry.broker_auth import FileAuth, hash_password
 from maillage.registry.models import DeviceCredentials, DeviceSpec, mqtt_username
 from maillage.stack.dynsec import DynsecClient
 from maillage.topics import device_prefix
 
 _COLUMNS = ("tenant_id", "device_id", "type", "mqtt_username", "site", "commune", "district",
-            "building", "dwelling", "lat", "lon", "meta", "expected_interval_s", "installed_at")
+            "building", "dwelling", "lat", "lon", "meta", "expected_interval_s", "installed_at",
+            "mqtt_password_hash")
 
 
 def device_role(username: str) -> str:
@@ -44,19 +51,20 @@ def device_acl_commands(tenant: str, device_id: str, password: str) -> list[dict
 
 
 def add_devices(conn: psycopg.Connection, *, tenant: str, specs: Sequence[DeviceSpec],
-                dynsec: DynsecClient | None) -> list[DeviceCredentials]:
+                dynsec: DynsecClient | None, broker: FileAuth | None = None) -> list[DeviceCredentials]:
     """Register devices of one tenant (see `register`)."""
-    return register(conn, [(tenant, s) for s in specs], dynsec=dynsec)
+    return register(conn, [(tenant, s) for s in specs], dynsec=dynsec, broker=broker)
 
 
 def register(conn: psycopg.Connection, items: Sequence[tuple[str, DeviceSpec]],
-             dynsec: DynsecClient | None) -> list[DeviceCredentials]:
+             dynsec: DynsecClient | None, *, broker: FileAuth | None = None) -> list[DeviceCredentials]:
     """Register (tenant, device) pairs in one transaction, then install their broker credentials.
 
-    Everything is checked first (tenants exist, no id twice, none already registered); the rows
-    are committed only after the broker accepted every credential, so a failure leaves nothing
-    behind in the database. With `dynsec=None` the devices get no MQTT access yet
-    (`rotate_credentials` gives it later).
+    Everything is checked first (tenants exist, no id twice, none already registered). With
+    `dynsec`, the rows are committed only after the broker accepted every credential; with
+    `broker` (the embedded Mosquitto's files), the rows are committed, then the files rendered and
+    the broker reloaded, and the call returns once the broker accepts the new credentials. With
+    neither, the devices get no MQTT access yet (`rotate_credentials` gives it later).
     """
     tenants = sorted({t for t, _ in items})
     known = {r[0] for r in conn.execute("SELECT id FROM tenants WHERE id = ANY(%s)", (tenants,))}
@@ -77,34 +85,43 @@ def register(conn: psycopg.Connection, items: Sequence[tuple[str, DeviceSpec]],
         ).fetchall()
         if clash:
             raise RegistryError(f"already registered: {', '.join(r[0] for r in clash)}")
+        commands: list[dict[str, Any]] = []
         with conn.cursor().copy(f"COPY devices ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
             for tenant, s in items:
-                copy.write_row((tenant, s.device_id, s.type.value, mqtt_username(tenant, s.device_id),
+                password = secrets.token_urlsafe(18)
+                username = mqtt_username(tenant, s.device_id)
+                copy.write_row((tenant, s.device_id, s.type.value, username,
                                 s.site, s.commune, s.district, s.building, s.dwelling, s.lat, s.lon,
-                                orjson.dumps(s.meta).decode(), s.expected_interval_s, s.installed_at))
-        commands: list[dict[str, Any]] = []
-        for tenant, s in items:
-            password = secrets.token_urlsafe(18)
-            commands += device_acl_commands(tenant, s.device_id, password)
-            creds.append(DeviceCredentials(
-                device_id=s.device_id, tenant=tenant,
-                mqtt_username=mqtt_username(tenant, s.device_id), mqtt_password=password,
-                topic_prefix=device_prefix(tenant, s.device_id),
-            ))
+                                orjson.dumps(s.meta).decode(), s.expected_interval_s, s.installed_at,
+                                hash_password(password) if dynsec or broker else None))
+                if dynsec is not None:
+                    commands += device_acl_commands(tenant, s.device_id, password)
+                creds.append(DeviceCredentials(
+                    device_id=s.device_id, tenant=tenant, mqtt_username=username,
+                    mqtt_password=password, topic_prefix=device_prefix(tenant, s.device_id),
+                ))
         if dynsec is not None:
             dynsec.run(commands, ignore=("not found",))
+    if broker is not None and creds:
+        broker.sync(conn, probe=(creds[-1].mqtt_username, creds[-1].mqtt_password))
     return creds
 
 
 def rotate_credentials(conn: psycopg.Connection, *, tenant: str, device_id: str,
-                       dynsec: DynsecClient) -> DeviceCredentials:
+                       dynsec: DynsecClient | None = None,
+                       broker: FileAuth | None = None) -> DeviceCredentials:
     """Give a registered device a new MQTT password (the old one stops working)."""
-    row = conn.execute("SELECT 1 FROM devices WHERE tenant_id = %s AND device_id = %s",
-                       (tenant, device_id)).fetchone()
-    if row is None:
-        raise RegistryError(f"unknown device {tenant}/{device_id}")
     password = secrets.token_urlsafe(18)
-    dynsec.run(device_acl_commands(tenant, device_id, password), ignore=("not found",))
+    with conn.transaction():
+        row = conn.execute("UPDATE devices SET mqtt_password_hash = %s WHERE tenant_id = %s "
+                           "AND device_id = %s RETURNING mqtt_username",
+                           (hash_password(password), tenant, device_id)).fetchone()
+        if row is None:
+            raise RegistryError(f"unknown device {tenant}/{device_id}")
+        if dynsec is not None:
+            dynsec.run(device_acl_commands(tenant, device_id, password), ignore=("not found",))
+    if broker is not None:
+        broker.sync(conn, probe=(row[0], password))
     return DeviceCredentials(device_id=device_id, tenant=tenant,
                              mqtt_username=mqtt_username(tenant, device_id), mqtt_password=password,
                              topic_prefix=device_prefix(tenant, device_id))

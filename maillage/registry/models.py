@@ -82,5 +82,5 @@ class DeviceCredentials(BaseModel):
 
 
 def mqtt_username(tenant: str, device_id: str) -> str:
-    """Broker username of a device: unique across tenants."""
-    return f"{tenant}/{device_id}"
+    """Broker username of a device: unique across tenants (':' escaped for the password file)."""
+    return f"{tenant}/{device_id}".replace(":", "%3A")

@@ -67,6 +67,9 @@ max_inflight_messages 1000
 max_keepalive 600
 set_tcp_nodelay true
 sys_interval 5
+# Devices: files rendered from the registry (reloaded on SIGHUP); service accounts: dynsec.
+password_file {directory}/devices.passwd
+acl_file {directory}/devices.acl
 plugin {dynsec_plugin()}
 plugin_opt_config_file {directory}/dynamic-security.json
 log_dest file {directory}/mosquitto.log
@@ -110,6 +113,9 @@ def prepare(directory: Path, port: int) -> MqttCredentials:
         creds_file.write_text(json.dumps({"admin_password": creds.admin_password,
                                           "gateway_password": creds.gateway_password}))
         creds_file.chmod(0o600)
+    from maillage.registry.broker_auth import ensure_files
+
+    ensure_files(directory)
     (directory / "mosquitto.conf").write_text(render_config(directory=directory, port=port))
     return creds
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import psutil
 from pydantic import BaseModel, Field
 
 from maillage.config import Settings
+
+if TYPE_CHECKING:
+    from maillage.registry.broker_auth import FileAuth
 from maillage.errors import StackError
 
 STATE_FILE = "state.json"
@@ -128,3 +132,16 @@ def _credentials(settings: Settings) -> dict[str, str]:
         raise StackError(f"no broker credentials in {creds_file}; set MAILLAGE_MQTT_URL and "
                          "MAILLAGE_MQTT_GATEWAY_PASSWORD for an external broker")
     return dict(json.loads(creds_file.read_text()))
+
+
+def file_auth(settings: Settings) -> FileAuth | None:
+    """The embedded broker's device-credential files, or None for an external broker (dynsec)."""
+    from maillage.registry.broker_auth import FileAuth
+
+    if settings.mqtt_url:
+        return None
+    state = running_state(settings)
+    pid = state.pids.get("mosquitto")
+    if not pid:
+        return None
+    return FileAuth(settings.data_dir / "mosquitto", pid, state.mqtt_host, state.mqtt_port)

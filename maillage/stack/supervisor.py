@@ -11,6 +11,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
+
 from maillage.config import Settings
 from maillage.db.migrate import migrate
 from maillage.errors import StackError
@@ -81,6 +83,12 @@ class Supervisor:
             raise StackError("an external MQTT broker (MAILLAGE_MQTT_URL) is not supported by "
                              "`maillage up` yet; use docker-compose for that")
         mport = free_port()
+        # Device credentials come from the registry: render them before the broker reads them.
+        from maillage.registry.broker_auth import render
+
+        (self.data_dir / "mosquitto").mkdir(parents=True, exist_ok=True)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            render(conn, self.data_dir / "mosquitto")
         mproc, _ = mosquitto.start(self.data_dir / "mosquitto", mport)
         self.procs.append(mproc)
         self.state.pids["mosquitto"] = mproc.pid

@@ -193,3 +193,48 @@ def test_hourly_energy_and_csv_through_the_api(stack: Stack) -> None:
                     format="csv")
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0].startswith("bucket,metric,value")
+
+
+def test_cli_import_of_10000_devices_gives_working_credentials(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`maillage devices import` of 10,000 rows: all registered with broker credentials, a device
+    publishes under its own prefix only; a file with one bad row leaves nothing behind."""
+    import csv
+
+    tenant = stack.tenant()
+    rows = [{"device_id": f"lamp-{i:05d}", "type": "streetlight", "lat": f"{48.1 + i / 1e6:.6f}",
+             "lon": "-1.2", "commune": "Vitré", "meta.lamp_technology": "LED"} for i in range(10_000)]
+    path = tmp_path / "assets.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "creds.csv"
+    done = stack.cli("devices", "import", str(path), "--tenant", tenant, "--credentials-out", str(out))
+    assert "imported 10000 devices" in done.stdout
+    with psycopg.connect(stack.db()) as conn:
+        row = conn.execute("SELECT count(*), count(mqtt_password_hash) FROM devices WHERE tenant_id = %s",
+                           (tenant,)).fetchone()
+    assert row == (10_000, 10_000)
+    with out.open() as fh:
+        creds = list(csv.DictReader(fh))
+    last = creds[-1]
+    from tests.e2e.conftest import Device
+
+    dev = Device(tenant, last["device_id"], last["mqtt_username"], last["mqtt_password"], last["topic_prefix"])
+    pub = Publisher(stack, dev)
+    try:
+        ok = pub.publish("up/json", orjson.dumps({"ts": "2026-11-20T00:00:00Z", "values": {"lamp_on": 1}}))
+        assert not ok.is_failure
+        refused = pub.publish("", b"{}", topic=creds[0]["topic_prefix"] + "up/json")
+        assert refused.is_failure and refused.value == 135
+    finally:
+        pub.close()
+    assert wait_until(lambda: _count(stack.db(), tenant, dev.device_id) == 1, timeout=30)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device_id,type\nok-1,meter\nok-2,kettle\n")
+    failed = stack.cli("devices", "import", str(bad), "--tenant", tenant, check=False)
+    assert failed.returncode == 1 and "line 3" in failed.stderr
+    with psycopg.connect(stack.db()) as conn:
+        assert conn.execute("SELECT count(*) FROM devices WHERE device_id LIKE 'ok-%%' AND tenant_id = %s",
+                            (tenant,)).fetchone() == (0,)
