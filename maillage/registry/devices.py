@@ -125,3 +125,21 @@ def rotate_credentials(conn: psycopg.Connection, *, tenant: str, device_id: str,
     return DeviceCredentials(device_id=device_id, tenant=tenant,
                              mqtt_username=mqtt_username(tenant, device_id), mqtt_password=password,
                              topic_prefix=device_prefix(tenant, device_id))
+
+
+def renew_credentials(conn: psycopg.Connection, *, tenant: str, device_ids: Sequence[str],
+                      broker: FileAuth) -> list[DeviceCredentials]:
+    """New passwords for many registered devices at once (one render and reload of the broker)."""
+    creds = [DeviceCredentials(device_id=d, tenant=tenant, mqtt_username=mqtt_username(tenant, d),
+                               mqtt_password=secrets.token_urlsafe(18),
+                               topic_prefix=device_prefix(tenant, d)) for d in device_ids]
+    if not creds:
+        return creds
+    with conn.transaction():
+        conn.execute(
+            "UPDATE devices d SET mqtt_password_hash = n.h FROM unnest(%s::text[], %s::text[]) AS n(i, h) "
+            "WHERE d.tenant_id = %s AND d.device_id = n.i",
+            ([c.device_id for c in creds], [hash_password(c.mqtt_password) for c in creds], tenant),
+        )
+    broker.sync(conn, probe=(creds[-1].mqtt_username, creds[-1].mqtt_password))
+    return creds

@@ -146,12 +146,12 @@ def run_load(*, settings: Settings, tenant: str, devices: int, rate: float, conn
     if registration_file is not None:
         write_import_file(registration_file, tenant, [*relay_specs, *relayed_specs])
         return {"registration_file": str(registration_file), "devices": devices, "relays": relays}
-    from maillage.stack.state import database_url, mqtt_admin, running_state
+    from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
 
     t0 = time.monotonic()
     creds = register(database_url=database_url(settings), mqtt_admin=mqtt_admin(settings),
                      tenant=tenant, tenant_name="Load test", timezone="Europe/Paris",
-                     specs=relay_specs, relayed=relayed_specs)
+                     specs=relay_specs, relayed=relayed_specs, broker=file_auth(settings))
     registration_s = time.monotonic() - t0
     state = running_state(settings)
     stats = Stats(devices=devices)

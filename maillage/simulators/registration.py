@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from maillage.registry.devices import add_devices, device_acl_commands
+from maillage.registry.broker_auth import FileAuth
+from maillage.registry.devices import add_devices, device_acl_commands, renew_credentials
 from maillage.registry.models import DeviceCredentials, DeviceSpec, mqtt_username
 from maillage.registry.tenants import add_tenant, tenant_exists
 from maillage.stack.dynsec import DynsecClient
@@ -25,12 +26,14 @@ IMPORT_COLUMNS = ("tenant", "device_id", "type", "lat", "lon", "site", "commune"
 
 def register(*, database_url: str, mqtt_admin: tuple[str, int, str, str], tenant: str,
              tenant_name: str | None, timezone: str, specs: Sequence[DeviceSpec],
-             relayed: Sequence[DeviceSpec] = ()) -> dict[str, DeviceCredentials]:
+             relayed: Sequence[DeviceSpec] = (),
+             broker: FileAuth | None = None) -> dict[str, DeviceCredentials]:
     """Create the tenant if missing, register new devices, give known ones fresh credentials.
 
     Passwords are shown only once, so devices already registered by an earlier run get a new
     password (the simulator is their only user). `relayed` devices are registered without MQTT
-    access of their own: a relay (concentrator) publishes for them.
+    access of their own: a relay (concentrator) publishes for them. With `broker` (the embedded
+    Mosquitto's credential files) registration takes one reload; else it goes through dynsec.
     """
     host, port, user, password = mqtt_admin
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -42,9 +45,16 @@ def register(*, database_url: str, mqtt_admin: tuple[str, int, str, str], tenant
         new_relayed = [s for s in relayed if s.device_id not in known]
         if new_relayed:
             add_devices(conn, tenant=tenant, specs=new_relayed, dynsec=None)
-        with DynsecClient(host, port, user, password, timeout_s=120) as dyn:
-            creds = {c.device_id: c for c in add_devices(conn, tenant=tenant, specs=new, dynsec=dyn)}
-            creds.update(_renew(dyn, tenant, [s.device_id for s in specs if s.device_id in known]))
+        renewed = [s.device_id for s in specs if s.device_id in known]
+        if broker is not None:
+            creds = {c.device_id: c for c in add_devices(conn, tenant=tenant, specs=new, dynsec=None,
+                                                         broker=broker)}
+            creds.update({c.device_id: c for c in renew_credentials(conn, tenant=tenant,
+                                                                     device_ids=renewed, broker=broker)})
+        else:
+            with DynsecClient(host, port, user, password, timeout_s=120) as dyn:
+                creds = {c.device_id: c for c in add_devices(conn, tenant=tenant, specs=new, dynsec=dyn)}
+                creds.update(_renew(dyn, tenant, renewed))
     log.info("registered %d new devices in %s (%d relayed), renewed credentials of %d",
              len(new) + len(new_relayed), tenant, len(new_relayed), len(specs) - len(new))
     return creds

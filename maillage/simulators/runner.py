@@ -63,14 +63,15 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, duration_s: float,
             pacer = Pacer(start, sc.speed, unpaced=True)
             deadline = None
         else:
-            from maillage.stack.state import database_url, mqtt_admin, running_state
+            from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
 
             if credentials_file is not None:
                 creds = read_credentials(credentials_file)
             else:
                 creds = register(database_url=database_url(settings),
                                  mqtt_admin=mqtt_admin(settings), tenant=sc.tenant,
-                                 tenant_name=sc.tenant_name, timezone=sc.timezone, specs=specs)
+                                 tenant_name=sc.tenant_name, timezone=sc.timezone, specs=specs,
+                                 broker=file_auth(settings))
             stats.registration_s = stats.elapsed
             # Real time starts once every device is registered: readings are stamped "now".
             start = resolve_start(sc, duration_s)
