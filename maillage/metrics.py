@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -123,8 +124,10 @@ def is_cumulative(metric: str) -> bool:
     return metric in CUMULATIVE or (metric.startswith("energy_") and metric.endswith("_wh"))
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def is_valid_name(name: str) -> bool:
-    """A metric name a device may send: lower-case letters, digits and `_`, 1..64 chars."""
-    return 0 < len(name) <= 64 and name[0].isalpha() and all(
-        c.islower() or c.isdigit() or c == "_" for c in name
-    )
+    """A metric name a device may send: ASCII lower-case letters, digits and `_`, 1..64 chars,
+    starting with a letter (checked on every value of every message: canonical names first)."""
+    return name in KNOWN or _NAME.fullmatch(name) is not None
