@@ -135,6 +135,8 @@ class Gateway:
         self._client: mqtt.Client | None = None
         self._dropped_seen: int | None = None
         self.handled = 0
+        self._tally: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._values = 0
 
     # --- paho thread -------------------------------------------------------------------------
 
@@ -186,19 +188,28 @@ class Gateway:
         outcome = self.ingest.convert(item.topic, item.payload, received)
         rej = outcome.rejection
         if rej is not None:
-            INGEST_MESSAGES.labels(outcome.channel, "rejected").inc()
+            self._tally[(outcome.channel, "rejected")] += 1
             DLQ_RECORDS.labels(rej.reason).inc()
             self.rejects.rejected(rej.reason, item.topic, rej.detail, rej.error)
             rec = DlqRecord(mqtt_topic=item.topic, tenant=rej.tenant, device_id=rej.device_id,
                             received_at=received, reason=rej.reason, detail=rej.detail,
                             payload=item.payload)
             return [(topics.DLQ, rec.key, rec.to_kafka())]
-        INGEST_MESSAGES.labels(outcome.channel, "accepted").inc()
+        self._tally[(outcome.channel, "accepted")] += 1
         out = []
         for env in outcome.envelopes:
-            INGEST_READINGS.inc(len(env.values))
+            self._values += len(env.values)
             out.append((KIND_TOPIC[env.kind], env.key, env.to_kafka()))
         return out
+
+    def _publish_tally(self) -> None:
+        """Counters go to Prometheus once per batch, not per message (they cost on the hot path)."""
+        for (channel, outcome), n in self._tally.items():
+            INGEST_MESSAGES.labels(channel, outcome).inc(n)
+        self._tally.clear()
+        if self._values:
+            INGEST_READINGS.inc(self._values)
+            self._values = 0
 
     async def _ack_in_order(self, pending: asyncio.Queue[tuple[list[asyncio.Future[Any]], list[Inbound]] | None]) -> None:
         """Await each batch's Kafka acknowledgements, then PUBACK its messages, batch after batch."""
@@ -254,6 +265,7 @@ class Gateway:
                 for item in batch:
                     for topic, key, value in self.handle(item):
                         futures.append(await producer.send(topic, value=value, key=key))
+                self._publish_tally()
                 await pending.put((futures, batch))
         finally:
             if not acker.done():
