@@ -21,6 +21,10 @@ class DeviceIds:
     def __init__(self) -> None:
         self._pk: dict[tuple[str, str], int] = {}
 
+    def forget(self, tenant: str, device_id: str) -> None:
+        """Drop a device whose registry row changed (deleted, registered again: a new pk)."""
+        self._pk.pop((tenant, device_id), None)
+
     def resolve(self, conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         missing = {k for k in keys if k not in self._pk}
         if missing:

@@ -34,6 +34,7 @@ class StorageSink:
         self.database_url = database_url
         self.max_rows = max_rows
         self._conn: psycopg.Connection | None = None
+        self._listen: psycopg.Connection | None = None
         self.devices = writer.DeviceIds()
         self.metrics = writer.MetricIds()
         self._readings: list[tuple[str, str, str, int, float, int, int | None]] = []
@@ -47,6 +48,16 @@ class StorageSink:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.database_url)
         return self._conn
+
+    def _forget_changed_devices(self) -> None:
+        """Registry changes are NOTIFY'd (migration 0005): drop those devices' cached ids."""
+        if self._listen is None or self._listen.closed:
+            self._listen = psycopg.connect(self.database_url, autocommit=True)
+            self._listen.execute("LISTEN maillage_devices")
+            self.devices = writer.DeviceIds()  # changes missed while not listening
+        for note in self._listen.notifies(timeout=0):
+            tenant, _, device_id = note.payload.partition("/")
+            self.devices.forget(tenant, device_id)
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Decode one record into the buffer of its kind (no validation: the gateway did it)."""
@@ -75,6 +86,10 @@ class StorageSink:
             return
         for metric, val in d["values"].items():
             self._readings.append((tenant, device, metric, ts, val, rx, seq))
+        status = (d.get("attrs") or {}).get("status")
+        if status is not None:  # a lamp's ok / lampFailure / …: kept as an event of its own
+            self._events.append((tenant, device, ts, "lamp_status",
+                                 orjson.dumps({"status": status}).decode(), rx, seq))
 
     def full(self) -> bool:
         return len(self._readings) >= self.max_rows
@@ -85,6 +100,7 @@ class StorageSink:
             return
         conn = self._connection()
         try:
+            self._forget_changed_devices()
             with conn.transaction():
                 if self._readings:
                     inserted = writer.write_readings(conn, self._readings, self.devices, self.metrics)
@@ -103,6 +119,8 @@ class StorageSink:
                     STORED_ROWS.labels("rejected").inc(n)
         except psycopg.OperationalError:
             conn.close()  # reconnect next time; the runner stops without committing offsets
+            if self._listen is not None:
+                self._listen.close()
             raise
         self._readings.clear()
         self._events.clear()
@@ -110,8 +128,9 @@ class StorageSink:
         self._rejected.clear()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        for conn in (self._conn, self._listen):
+            if conn is not None:
+                conn.close()
 
 
 def utc_from_us(us: int) -> datetime:

@@ -238,3 +238,38 @@ def test_cli_import_of_10000_devices_gives_working_credentials(stack: Stack, tmp
     with psycopg.connect(stack.db()) as conn:
         assert conn.execute("SELECT count(*) FROM devices WHERE device_id LIKE 'ok-%%' AND tenant_id = %s",
                             (tenant,)).fetchone() == (0,)
+
+
+def test_lamp_status_is_kept_and_a_re_registered_device_is_stored_under_its_new_row(stack: Stack) -> None:
+    """A status-only streetlight report becomes a `lamp_status` event; after a device is deleted
+    and registered again, its readings land under the new registry row (no stale cached id)."""
+    tenant = stack.tenant()
+    lamp = stack.device(tenant, "streetlight")
+    pub = Publisher(stack, lamp)
+    try:
+        assert not pub.publish("up/json", orjson.dumps(
+            {"ts": "2026-11-20T18:00:00Z", "status": "lampFailure"})).is_failure
+        assert not pub.publish("up/json", orjson.dumps(
+            {"ts": "2026-11-20T18:15:00Z", "values": {"lamp_on": 1}})).is_failure
+    finally:
+        pub.close()
+
+    def events() -> list[tuple[str, dict[str, object]]]:
+        with psycopg.connect(stack.db()) as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                "SELECT e.event, e.attrs FROM events e JOIN devices d ON d.pk = e.device_pk "
+                "WHERE d.tenant_id = %s AND d.device_id = %s", (tenant, lamp.device_id))]
+
+    assert wait_until(lambda: events() == [("lamp_status", {"status": "lampFailure"})], timeout=30)
+    assert wait_until(lambda: _count(stack.db(), tenant, lamp.device_id) == 1, timeout=30)
+
+    with psycopg.connect(stack.db()) as conn:
+        conn.execute("DELETE FROM devices WHERE tenant_id = %s AND device_id = %s", (tenant, lamp.device_id))
+    again = stack.device(tenant, "streetlight", device_id=lamp.device_id)
+    pub = Publisher(stack, again)
+    try:
+        assert not pub.publish("up/json", orjson.dumps(
+            {"ts": "2026-11-21T18:15:00Z", "values": {"lamp_on": 1}})).is_failure
+    finally:
+        pub.close()
+    assert wait_until(lambda: _count(stack.db(), tenant, again.device_id) == 1, timeout=30)
