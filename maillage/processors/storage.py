@@ -50,14 +50,21 @@ class StorageSink:
         return self._conn
 
     def _forget_changed_devices(self) -> None:
-        """Registry changes are NOTIFY'd (migration 0005): drop those devices' cached ids."""
+        """Registry changes are NOTIFY'd (migration 0005): drop those devices' cached ids.
+
+        A round trip on the listening connection delivers every notification the server sent
+        before it (even a backlog of thousands after a bulk import) to `_on_notify`.
+        """
         if self._listen is None or self._listen.closed:
             self._listen = psycopg.connect(self.database_url, autocommit=True)
+            self._listen.add_notify_handler(self._on_notify)
             self._listen.execute("LISTEN maillage_devices")
             self.devices = writer.DeviceIds()  # changes missed while not listening
-        for note in self._listen.notifies(timeout=0):
-            tenant, _, device_id = note.payload.partition("/")
-            self.devices.forget(tenant, device_id)
+        self._listen.execute("SELECT 1")
+
+    def _on_notify(self, note: psycopg.Notify) -> None:
+        tenant, _, device_id = note.payload.partition("/")
+        self.devices.forget(tenant, device_id)
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Decode one record into the buffer of its kind (no validation: the gateway did it)."""

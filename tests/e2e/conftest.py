@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ def maillage_cmd(data_dir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
-def start_stack(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_stack(data_dir: Path, *extra: str,
+                env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `maillage up` and wait until `maillage status --json` says every part is up."""
-    env = dict(os.environ, MAILLAGE_DATA_DIR=str(data_dir), MAILLAGE_API_PORT=str(free_port()))
+    env = dict(os.environ, MAILLAGE_DATA_DIR=str(data_dir), MAILLAGE_API_PORT=str(free_port()),
+               **(env_extra or {}))
     env.pop("MAILLAGE_DATABASE_URL", None)
     log = open(data_dir.parent / f"{data_dir.name}-up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "maillage", "up", *extra], stdout=log,
@@ -153,15 +156,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30, interval: flo
     return predicate()
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """One `maillage up` for the e2e tests of the session."""
-    root = Path(tempfile.mkdtemp(prefix="maillage-e2e-", dir="/tmp"))
+@contextmanager
+def running_stack(prefix: str, *extra: str,
+                  env_extra: dict[str, str] | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """`maillage up` in a fresh data dir: yields (data dir, status); SIGTERM and clean-up after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     root.chmod(0o755)
     data_dir = root / "data"
-    proc, status = start_stack(data_dir)
+    proc, status = start_stack(data_dir, *extra, env_extra=env_extra)
     try:
-        yield Stack(data_dir, status)
+        yield data_dir, status
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -170,3 +174,10 @@ def stack() -> Iterator[Stack]:
             proc.kill()
         if not os.environ.get("MAILLAGE_TEST_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """One `maillage up` for the e2e tests of the session."""
+    with running_stack("maillage-e2e-") as (data_dir, status):
+        yield Stack(data_dir, status)

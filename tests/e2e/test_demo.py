@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
-import tempfile
-from pathlib import Path
 
 import httpx
 
-from tests.e2e.conftest import maillage_cmd, start_stack, wait_until
+from tests.e2e.conftest import maillage_cmd, running_stack, wait_until
 
 
 def test_demo_readings_are_queryable_through_the_api() -> None:
     """The documented curl flow: a token for tenant demo, the device list, a meter's readings."""
-    root = Path(tempfile.mkdtemp(prefix="maillage-demo-", dir="/tmp"))
-    root.chmod(0o755)
-    data = root / "data"
-    proc, status = start_stack(data, "--simulate")
-    try:
+    with running_stack("maillage-demo-", "--simulate") as (data, status):
         assert wait_until(lambda: maillage_cmd(data, "tokens", "create", "--tenant", "demo", "--role",
                                                "energy_manager", "--json", check=False).returncode == 0,
                           timeout=120)
@@ -44,6 +37,3 @@ def test_demo_readings_are_queryable_through_the_api() -> None:
                                                headers=headers, timeout=10).json()["items"]}
         assert {"meter", "streetlight", "lighting_cabinet"} <= types
         assert not any(t.startswith("care_") for t in types)  # energy managers see no care data
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)

@@ -146,6 +146,8 @@ def _expected(records: list[tuple[str, bytes]]) -> dict[str, Any]:
         elif topic == READINGS:
             for metric, value in doc["values"].items():
                 readings.setdefault((metric, from_us(doc["ts"])), set()).add(value)
+            if (doc.get("attrs") or {}).get("status") is not None:
+                events.add((from_us(doc["ts"]), "lamp_status"))  # storage keeps lamp statuses
     return {"readings": readings, "events": events, "status": status}
 
 
