@@ -163,9 +163,11 @@ def test_lighting_and_care_payloads(stack: IngestStack) -> None:
     assert _values(stack.readings(tenant, "sl-1")) == [
         ("dimming_pct", BT, 60.0), ("lamp_on", BT, 1.0), ("lamp_power_w", BT, 38.0),
         ("dimming_pct", at, 40.0), ("lamp_on", at, 1.0), ("lamp_power_w", at, 42.5)]
-    assert wait_until(lambda: len(stack.events(tenant, "sl-1")) == 1)
-    ts, event, attrs = stack.events(tenant, "sl-1")[0]
-    assert (ts, event, attrs["command_id"], attrs["level"]) == (at, "done", "cmd-7", 40.0)
+    assert wait_until(lambda: len(stack.events(tenant, "sl-1")) == 2)  # the ack and the lamp status
+    by_event = {event: (ts, attrs) for ts, event, attrs in stack.events(tenant, "sl-1")}
+    ts, attrs = by_event["done"]
+    assert (ts, attrs["command_id"], attrs["level"]) == (at, "cmd-7", 40.0)
+    assert by_event["lamp_status"] == (at, {"status": "ok"})
     assert wait_until(lambda: len(stack.readings(tenant, "cab-1")) == 2)
     assert _values(stack.readings(tenant, "cab-1")) == [("active_power_w", at, 1520.0),
                                                         ("energy_import_wh", at, 88_000.0)]
