@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 
-from maillage.db.readings import write_staged
+from maillage.db.readings import metric_ids, write_staged
 from maillage.envelope import from_us
-from maillage.metrics import KNOWN
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +38,15 @@ class DeviceIds:
 
 
 class MetricIds:
-    """metric name -> metrics.id, creating rows for new names (flagged unknown when not canonical)."""
+    """metric name -> metrics.id, cached; new names are created by `readings.metric_ids`."""
 
     def __init__(self) -> None:
         self._id: dict[str, int] = {}
 
     def resolve(self, conn: psycopg.Connection, names: Iterable[str]) -> dict[str, int]:
-        missing = sorted({n for n in names if n not in self._id})
+        missing = {n for n in names if n not in self._id}
         if missing:
-            conn.execute(
-                "INSERT INTO metrics (name, known) SELECT n, n = ANY(%s) FROM unnest(%s::text[]) n "
-                "ON CONFLICT (name) DO NOTHING",
-                (sorted(KNOWN), missing),
-            )
-            for name, mid in conn.execute("SELECT name, id FROM metrics WHERE name = ANY(%s)",
-                                          (missing,)).fetchall():
-                self._id[name] = mid
+            self._id.update(metric_ids(conn, missing))
         return self._id
 
 
