@@ -3,7 +3,7 @@ does for its children), every process writes there and the API's `/metrics` show
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 INGEST_MESSAGES = Counter("maillage_ingest_messages", "MQTT messages handled by the gateway",
                           ["channel", "outcome"])
@@ -14,7 +14,3 @@ BROKER_DROPPED = Gauge("maillage_mqtt_broker_dropped_messages",
                        multiprocess_mode="max")
 STORED_ROWS = Counter("maillage_stored_rows", "Rows written by the storage processor", ["table"])
 DUPLICATE_ROWS = Counter("maillage_duplicate_rows", "Rows ignored as already stored", ["table"])
-STORE_LATENCY = Histogram("maillage_store_latency_seconds", "Receive-to-stored delay of readings",
-                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
-CONSUMER_LAG = Gauge("maillage_consumer_lag_records", "Records not yet consumed",
-                     ["group", "topic"], multiprocess_mode="max")

@@ -74,8 +74,3 @@ def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
         return p
 
     return Depends(check)
-
-
-def tenant_filter(p: Principal) -> str | None:
-    """The tenant a query must be limited to (None: an all-tenants admin)."""
-    return p.tenant

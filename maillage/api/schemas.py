@@ -39,14 +39,6 @@ class DeviceStatusOut(BaseModel):
     last_seen_at: datetime | None
 
 
-class ReadingOut(BaseModel):
-    """One raw reading."""
-
-    ts: datetime
-    metric: str
-    value: float
-
-
 T = TypeVar("T")
 
 

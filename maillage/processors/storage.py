@@ -9,7 +9,6 @@ Events, device status and DLQ records are written in the same transaction.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -18,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from maillage import topics
 from maillage.db import writer
-from maillage.envelope import DlqRecord, from_us
+from maillage.envelope import DlqRecord
 from maillage.observability import DUPLICATE_ROWS, STORED_ROWS
 
 log = logging.getLogger(__name__)
@@ -138,8 +137,3 @@ class StorageSink:
         for conn in (self._conn, self._listen):
             if conn is not None:
                 conn.close()
-
-
-def utc_from_us(us: int) -> datetime:
-    """Epoch microseconds to an aware datetime (for COPY)."""
-    return from_us(us).astimezone(UTC)
