@@ -122,14 +122,17 @@ class HomeLife:
             if target > at:
                 stay(place, (target - at).total_seconds() / 60)
 
+        def sit_until(hour: float, spell: tuple[float, float], bathroom_p: float) -> None:
+            """Spells in the living room, now and then the bathroom, until `hour`."""
+            while at < _hours(day, hour - 0.3, tz):
+                stay("living", rng.uniform(*spell))
+                if rng.random() < bathroom_p:
+                    stay("bathroom", rng.uniform(4, 10))
+            until("living", hour)
+
         stay("bathroom", rng.uniform(12, 25))
         stay("kitchen", rng.uniform(20, 40))
-        morning_end = rng.uniform(11.6, 12.2)
-        while at < _hours(day, morning_end - 0.3, tz):
-            stay("living", rng.uniform(30, 80))
-            if rng.random() < 0.35:
-                stay("bathroom", rng.uniform(4, 10))
-        until("living", morning_end)
+        sit_until(rng.uniform(11.6, 12.2), (30, 80), 0.35)
         stay("kitchen", rng.uniform(45, 75))
         if home.naps:
             until("living", rng.uniform(13.7, 14.3))
@@ -137,12 +140,7 @@ class HomeLife:
         if rng.random() < home.outing_prob:
             until("living", rng.uniform(14.5, 15.8))
             stay("out", rng.uniform(50, 150))
-        dinner = rng.uniform(18.7, 19.4)
-        while at < _hours(day, dinner - 0.3, tz):
-            stay("living", rng.uniform(30, 70))
-            if rng.random() < 0.3:
-                stay("bathroom", rng.uniform(4, 10))
-        until("living", dinner)
+        sit_until(rng.uniform(18.7, 19.4), (30, 70), 0.3)
         stay("kitchen", rng.uniform(35, 55))
         bed = home.bed_h + rng.gauss(0, 0.35)
         until("living", bed - 0.2)
