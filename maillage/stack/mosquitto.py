@@ -17,6 +17,7 @@ from maillage.stack.process import ManagedProcess, wait_for_port
 ADMIN_USER = "maillage-admin"
 GATEWAY_USER = "maillage-gateway"
 GATEWAY_ROLE = "maillage-gateway"
+PENDING_GATEWAY = "pending-gateway"
 
 
 def mosquitto_binary() -> str:
@@ -109,7 +110,7 @@ def prepare(directory: Path, port: int) -> MqttCredentials:
             ["mosquitto_ctrl", "dynsec", "init", str(dynsec_file), ADMIN_USER, creds.admin_password],
             check=True, capture_output=True,
         )
-        _add_gateway_account(dynsec_file, creds.gateway_password)
+        _mark_gateway_pending(directory)
         creds_file.write_text(json.dumps({"admin_password": creds.admin_password,
                                           "gateway_password": creds.gateway_password}))
         creds_file.chmod(0o600)
@@ -120,11 +121,11 @@ def prepare(directory: Path, port: int) -> MqttCredentials:
     return creds
 
 
-def _add_gateway_account(dynsec_file: Path, password: str) -> None:
-    """Add the gateway's client and role to a fresh dynsec file (offline, before the broker starts)."""
-    # mosquitto_ctrl can only create the admin offline; other clients are added once it runs.
-    # We store the gateway's plain password in a pending file that `ensure_service_accounts` applies.
-    (dynsec_file.parent / "pending-gateway.json").write_text(json.dumps({"password": password}))
+def _mark_gateway_pending(directory: Path) -> None:
+    """Note that the gateway's account is still to be created (done by `ensure_service_accounts`
+    once the broker runs: mosquitto_ctrl creates only the admin offline). Its password stays in
+    credentials.json alone."""
+    (directory / PENDING_GATEWAY).touch()
 
 
 def start(directory: Path, port: int) -> tuple[ManagedProcess, MqttCredentials]:
@@ -144,7 +145,7 @@ def ensure_service_accounts(directory: Path, host: str, port: int, creds: MqttCr
     """Create the gateway client and its role through dynsec (idempotent)."""
     from maillage.stack.dynsec import DynsecClient
 
-    pending = directory / "pending-gateway.json"
+    pending = directory / PENDING_GATEWAY
     if not pending.exists():
         return
     with DynsecClient(host, port, ADMIN_USER, creds.admin_password) as dyn:
