@@ -9,6 +9,7 @@ from typing import Annotated
 import psycopg
 import typer
 
+from maillage.cli.broker import broker_app
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
@@ -25,6 +26,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(devices_app, name="devices")
 app.add_typer(processor_app, name="processor")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(broker_app, name="broker")
 
 
 def _db(settings: Settings) -> str:

@@ -81,7 +81,7 @@ connection_messages false
 """
 
 
-def _gateway_acl() -> list[dict[str, object]]:
+def gateway_acl() -> list[dict[str, object]]:
     acls: list[dict[str, object]] = []
     for topic in ("maillage/+/+/up/#", "maillage/+/+/status"):
         acls.append({"acltype": "subscribePattern", "topic": topic, "allow": True, "priority": 0})
@@ -151,7 +151,7 @@ def ensure_service_accounts(directory: Path, host: str, port: int, creds: MqttCr
     with DynsecClient(host, port, ADMIN_USER, creds.admin_password) as dyn:
         dyn.run(
             [
-                {"command": "createRole", "rolename": GATEWAY_ROLE, "acls": _gateway_acl()},
+                {"command": "createRole", "rolename": GATEWAY_ROLE, "acls": gateway_acl()},
                 {"command": "createClient", "username": GATEWAY_USER,
                  "password": creds.gateway_password, "roles": [{"rolename": GATEWAY_ROLE}]},
             ],
