@@ -38,7 +38,7 @@ WINDOW = 500
 """Unacknowledged QoS 1 messages per session (capped by the broker's receive maximum)."""
 BURST = 512
 """Messages rendered between two turns of the event loop."""
-PACE_S = 0.01
+PACE_S = 0.005
 """Shortest sleep when paced by a rate: bursts of rate x PACE_S messages."""
 IDLE_S = 0.05
 """Sleep while paused or waiting for credit (the main process moves it every 0.1-0.2 s)."""
