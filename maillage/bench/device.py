@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from array import array
 from typing import Any
 
 import mqtt5
@@ -63,7 +64,7 @@ class BenchDevice:
         self.pending: list[bytes] = []
         self.pending_ids: list[int] = []
         self.failed: str | None = None
-        self._template_of = [0] * 65536  # packet id -> template index, for refusals
+        self._template_of = array("H", bytes(2 * 65536))  # packet id -> template, for refusals
         self._lowat = 1
 
     async def connect(self, host: str, port: int, client_id: str, password: str,
