@@ -143,7 +143,6 @@ class Publisher:
         self.spec = spec
         self.control = control
         self.devices = devices
-        self.sessions = spec.sessions
         rng = random.Random(1000 + spec.index)
         self.schedule = rng.choices(range(len(devices)), [s.weight for s in spec.sessions], k=16384)
         self.templates = [spec.mix[s.archetype].templates for s in spec.sessions]
