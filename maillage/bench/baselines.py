@@ -10,7 +10,6 @@ import asyncio
 import logging
 import queue
 import random
-import select
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
 
 from maillage.bench.fleet import Archetype, stamp
@@ -33,42 +31,34 @@ def subscriber_main(host: str, port: int, username: str, password: str, topic: s
                     received: Any, ready: Any, stop: Any) -> None:
     """Count QoS 1 messages on `topic` into the shared `received` value until `stop`.
 
-    paho's own loop reads one packet per `select()`; this one reads on while packets keep coming,
-    which is what a subscriber with nothing else to do can take from the broker.
+    The same MQTT client as the publishers (`maillage.mqtt`, MQTT v5): each socket chunk is decoded
+    at once and its PUBACKs go out in one write, so the figure is the broker's, not the client's.
     """
+    asyncio.run(_subscribe(host, port, username, password, topic, received, ready, stop))
+
+
+async def _subscribe(host: str, port: int, username: str, password: str, topic: str,
+                     received: Any, ready: Any, stop: Any) -> None:
+    from maillage.mqtt import MqttConnection
+
     count = 0
+    conn: MqttConnection | None = None
 
-    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+    def on_publish(packets: list[Any]) -> None:
         nonlocal count
-        count += 1
-
-    def on_subscribe(*args: Any) -> None:
-        ready.set()
-
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-raw-sub-{int(time.time())}",
-                    protocol=mqtt.MQTTv311, clean_session=True)
-    c.username_pw_set(username, password)
-    c.on_message = on_message
-    c.on_subscribe = on_subscribe
-    c.on_connect = lambda cl, *a: cl.subscribe(topic, qos=1)
-    c.connect(host, port, keepalive=60)
-    sock = c.socket()
-    assert sock is not None
-    last_misc = time.monotonic()
-    while not stop.is_set():
-        readable, _, _ = select.select([sock], [], [], 0.05)
-        if readable:
-            before, passes = -1, 0
-            while before != count and passes < 1000:  # read on while packets keep coming
-                before, passes = count, passes + 1
-                c.loop_read()
-        if c.want_write():
-            c.loop_write()
-        if time.monotonic() - last_misc > 1:
-            c.loop_misc()
-            last_misc = time.monotonic()
+        count += len(packets)
         received.value = count
-    c.disconnect()
+        assert conn is not None
+        conn.ack([p.packet_id for p in packets if p.packet_id is not None])
+
+    conn, _ = await MqttConnection.connect(host, port, f"bench-raw-sub-{int(time.time())}",
+                                           username=username, password=password, keep_alive=60,
+                                           on_publish=on_publish)
+    await conn.subscribe([(topic, 1)])
+    ready.set()
+    while not stop.is_set() and conn.is_open:
+        await asyncio.sleep(0.05)
+    await conn.disconnect()
 
 
 # --- raw Kafka: aiokafka producer and consumer in two processes ----------------------------------

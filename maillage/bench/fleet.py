@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import orjson
 
@@ -65,18 +66,47 @@ class Archetype:
 
 def iso_seconds(ts: int) -> bytes:
     """`2026-01-05T10:00:00Z` of epoch seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)).encode()
+    return _iso_hour(ts // 3600) + _MMSS_ISO[ts % 3600] + b"Z"
+
+
+def tic_date_group(ts: int) -> bytes:
+    """The TIC standard `DATE` group (Paris local time, season letter, checksum) of epoch seconds.
+
+    Same bytes as `payloads.standard_group("DATE", "", payloads.horodate(...))`, made from a
+    per-hour prefix: Paris is a whole number of hours from UTC and changes offset on the hour.
+    """
+    head, total = _tic_hour(ts // 3600)
+    mmss, mmss_sum = _MMSS_TIC[ts % 3600]
+    return head + mmss + _TIC_END[(total + mmss_sum) & 0x3F]
+
+
+_MMSS_ISO = [b"%02d:%02d" % divmod(s, 60) for s in range(3600)]
+_MMSS_TIC = [(b"%02d%02d" % divmod(s, 60), sum(b"%02d%02d" % divmod(s, 60))) for s in range(3600)]
+_TIC_END = [b"\t\t" + bytes([c + 0x20]) + b"\r" for c in range(64)]
+
+
+@lru_cache(maxsize=4096)
+def _iso_hour(hour: int) -> bytes:
+    return time.strftime("%Y-%m-%dT%H:", time.gmtime(hour * 3600)).encode()
+
+
+@lru_cache(maxsize=4096)
+def _tic_hour(hour: int) -> tuple[bytes, int]:
+    """`LF DATE HT` + season and local YYMMDDhh, and the byte sum the checksum starts from."""
+    stamp = payloads.horodate(datetime.fromtimestamp(hour * 3600, UTC))[:-4].encode()
+    body = b"DATE\t" + stamp
+    return b"\n" + body, sum(body) + 2 * 9  # the two HT after the time stamp and the empty value
 
 
 def stamp(t: Template, ts: int, seq: int) -> bytes:
     """The template's payload with measurement time `ts` (epoch s) and sequence number `seq`."""
-    if t.kind in ("json", "event"):
-        return b'{"ts":"' + iso_seconds(ts) + b'","seq":' + str(seq).encode() + b"," + t.tail
-    if t.kind == "senml":
-        return b'[{"bt":' + str(ts).encode() + b"," + t.tail
-    if t.kind == "tic_std":
-        date = payloads.standard_group("DATE", "", payloads.horodate(datetime.fromtimestamp(ts, UTC)))
-        return t.head + date + t.tail
+    kind = t.kind
+    if kind == "tic_std":
+        return t.head + tic_date_group(ts) + t.tail
+    if kind == "json" or kind == "event":
+        return b'{"ts":"%s","seq":%d,%s' % (iso_seconds(ts), seq, t.tail)
+    if kind == "senml":
+        return b'[{"bt":%d,%s' % (ts, t.tail)
     return t.raw  # tic_hist: no time in the frame
 
 

@@ -1,8 +1,9 @@
 """Publisher processes: a pool of real device sessions publishing QoS 1 as fast as allowed.
 
-Each process drives its MQTT sessions from one selector loop with paho's external-loop API
-(`publish` writes to the socket at once, `loop_read` takes the PUBACKs), so a process sends
-tens of thousands of messages per second without a thread per session.
+Each process drives its MQTT v5 sessions (`device.BenchDevice` on `maillage.mqtt`) from one
+asyncio loop: a burst renders and encodes up to `BURST` messages over the sessions, then writes
+each session's PUBLISH packets in one `write()`; PUBACKs are counted per socket chunk. A session
+keeps at most `WINDOW` messages unacknowledged (never more than the broker's receive maximum).
 
 The main process steers every publisher through shared memory (`Control`):
 - `rate[i]`: messages per second for process `i`; `0` pauses it; `MAX` publishes as fast as the
@@ -17,26 +18,30 @@ so that the expected rows are known exactly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing as mp
 import queue
 import random
-import selectors
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any
 
-import paho.mqtt.client as mqtt
-
+from maillage.bench.device import BenchDevice
 from maillage.bench.fleet import Archetype, stamp
 
 log = logging.getLogger(__name__)
 
 MAX = -1.0
-WINDOW = 200
-"""Unacknowledged QoS 1 messages per session (Mosquitto allows 1000)."""
-BURST = 256
+WINDOW = 500
+"""Unacknowledged QoS 1 messages per session (capped by the broker's receive maximum)."""
+BURST = 512
+"""Messages rendered between two turns of the event loop."""
+PACE_S = 0.005
+"""Shortest sleep when paced by a rate: bursts of rate x PACE_S messages."""
+IDLE_S = 0.05
+"""Sleep while paused or waiting for credit (the main process moves it every 0.1-0.2 s)."""
 
 
 @dataclass(frozen=True)
@@ -91,169 +96,142 @@ class Control:
 
 
 @dataclass
-class _Conn:
-    session: Session
-    client: mqtt.Client
-    sent: int = 0
-    acked: int = 0
-    connected: bool = False
-    failed: str | None = None
-    per_template: list[int] = field(default_factory=list)
-
-
-@dataclass
 class WorkerResult:
     """What one publisher process sent, per session and template."""
 
     index: int
     sent: dict[str, list[int]]
-    """username -> messages sent per template index of its archetype."""
+    """username -> messages sent (and not refused) per template index of its archetype."""
     messages: int
     acked: int
     errors: list[str]
 
 
-def _client(spec: WorkerSpec, s: Session, n: int) -> mqtt.Client:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{spec.client_prefix}-{spec.index}-{n}",
-                    protocol=mqtt.MQTTv311, clean_session=True)
-    c.username_pw_set(s.username, s.password)
-    c.max_inflight_messages_set(WINDOW + 10)
-    c.max_queued_messages_set(0)
-    return c
-
-
 def worker_main(spec: WorkerSpec, control: Control) -> None:
     """Entry point of a publisher process."""
+    asyncio.run(_worker(spec, control))
+
+
+async def _worker(spec: WorkerSpec, control: Control) -> None:
     i = spec.index
-    conns: list[_Conn] = []
-    sel = selectors.DefaultSelector()
-    for n, s in enumerate(spec.sessions):
-        conn = _Conn(s, _client(spec, s, n),
-                     per_template=[0] * len(spec.mix[s.archetype].templates))
-
-        def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any,
-                       conn: _Conn = conn) -> None:
-            if rc.is_failure:
-                conn.failed = f"{conn.session.username}: connection refused ({rc})"
-            conn.connected = not rc.is_failure
-
-        def on_publish(client: Any, userdata: Any, mid: int, rc: Any, props: Any,
-                       conn: _Conn = conn) -> None:
-            conn.acked += 1
-
-        def on_disconnect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any,
-                          conn: _Conn = conn) -> None:
-            conn.connected = False
-            if rc.is_failure:
-                conn.failed = conn.failed or f"{conn.session.username}: disconnected ({rc})"
-
-        conn.client.on_connect = on_connect
-        conn.client.on_publish = on_publish
-        conn.client.on_disconnect = on_disconnect
-        try:
-            conn.client.connect(spec.host, spec.port, keepalive=60)
-        except OSError as exc:
-            control.results.put(WorkerResult(i, {}, 0, 0, [f"{s.username}: cannot connect ({exc})"]))
-            return
-        sock = conn.client.socket()
-        assert sock is not None
-        sel.register(sock, selectors.EVENT_READ, conn)
-        conns.append(conn)
-    deadline = time.monotonic() + 30
-    while not all(c.connected or c.failed for c in conns) and time.monotonic() < deadline:
-        for key, _ in sel.select(0.05):
-            key.data.client.loop_read()
-    errors = [c.failed for c in conns if c.failed]
-    if errors or not all(c.connected for c in conns):
-        control.results.put(WorkerResult(i, {}, 0, 0, errors or ["sessions did not connect"]))
+    devices = [BenchDevice(s.username, s.topic, len(spec.mix[s.archetype].templates))
+               for s in spec.sessions]
+    outcome = await asyncio.gather(
+        *(d.connect(spec.host, spec.port, f"{spec.client_prefix}-{i}-{n}", s.password, WINDOW)
+          for n, (d, s) in enumerate(zip(devices, spec.sessions, strict=True))),
+        return_exceptions=True)
+    errors = [f"{s.username}: cannot connect ({r})" for s, r in zip(spec.sessions, outcome, strict=True)
+              if isinstance(r, BaseException)]
+    if errors:
+        await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)
+        control.results.put(WorkerResult(i, {}, 0, 0, errors))
         return
     control.ready[i] = 1
     try:
-        _publish_loop(spec, control, conns, sel)
+        await Publisher(spec, control, devices).run()
     finally:
-        for c in conns:
-            c.client.disconnect()
+        await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)
     control.results.put(WorkerResult(
-        i, {c.session.username: c.per_template for c in conns},
-        sum(c.sent for c in conns), sum(c.acked for c in conns),
-        [c.failed for c in conns if c.failed]))
+        i, {d.username: d.per_template for d in devices}, sum(d.sent for d in devices),
+        sum(d.acked - d.refused for d in devices), [d.failed for d in devices if d.failed]))
 
 
-def _publish_loop(spec: WorkerSpec, control: Control, conns: list[_Conn],
-                  sel: selectors.BaseSelector) -> None:
-    i = spec.index
-    rng = random.Random(1000 + i)
-    schedule = rng.choices(range(len(conns)), [c.session.weight for c in conns], k=16384)
-    pos = 0
-    mix = spec.mix
-    raw_payloads = [stamp(t, spec.t0, 1) for a in mix for t in a.templates] if spec.raw else []
-    rate_seen, rate_t0, rate_n0 = 0.0, time.monotonic(), 0
-    sent = readings = 0
-    last_misc = time.monotonic()
-    while True:
-        stopping = control.stop.is_set()
-        now = time.monotonic()
-        rate = control.rate[i]
-        if rate != rate_seen:
-            rate_seen, rate_t0, rate_n0 = rate, now, sent
-        if stopping or rate == 0:
-            budget = 0
-        elif rate < 0:
-            budget = BURST
-        else:
-            owed = int((now - rate_t0) * rate) - (sent - rate_n0)
-            if owed > rate:  # more than a second behind (starved): drop the debt, keep the pace
-                rate_t0, rate_n0, owed = now, sent, 0
-            budget = min(BURST, owed)
-        room = 1 << 62
-        credit = control.credit.value
-        if budget > 0 and credit >= 0:
-            room = credit - (control.total("messages") if spec.raw else control.total("readings"))
-            if room <= 0:
+class Publisher:
+    """The publishing loop of one process: rate, credit, bursts, PUBACK windows."""
+
+    def __init__(self, spec: WorkerSpec, control: Control, devices: list[BenchDevice]) -> None:
+        self.spec = spec
+        self.control = control
+        self.devices = devices
+        rng = random.Random(1000 + spec.index)
+        self.schedule = rng.choices(range(len(devices)), [s.weight for s in spec.sessions], k=16384)
+        self.templates = [spec.mix[s.archetype].templates for s in spec.sessions]
+        self.raw_payloads = ([stamp(t, spec.t0, 1) for a in spec.mix for t in a.templates]
+                             if spec.raw else [])
+        self.pos = 0
+        self.sent = 0
+        self.readings = 0
+
+    async def run(self) -> None:
+        """Publish until `stop`, then wait for the last PUBACKs."""
+        control, i = self.control, self.spec.index
+        rate_seen, rate_t0, rate_n0 = 0.0, time.monotonic(), 0
+        last_check = time.monotonic()
+        while True:
+            stopping = control.stop.is_set()
+            now = time.monotonic()
+            rate = control.rate[i]
+            if rate != rate_seen:
+                rate_seen, rate_t0, rate_n0 = rate, now, self.sent
+            if stopping or rate == 0:
                 budget = 0
-        tries = 0
-        sent_before = sent
-        while budget > 0 and room > 0 and tries < BURST * 4:
-            tries += 1
-            c = conns[schedule[pos]]
-            pos = (pos + 1) & 16383
-            if c.sent - c.acked >= WINDOW or not c.connected:
-                continue
-            a = mix[c.session.archetype]
-            k = c.sent % len(a.templates)
-            t = a.templates[k]
-            if spec.raw:
-                payload = raw_payloads[(sent + k) % len(raw_payloads)]
+            elif rate < 0:
+                budget = BURST
             else:
-                payload = stamp(t, spec.t0 + c.sent, c.sent + 1)
-            info = c.client.publish(c.session.topic, payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                c.failed = c.failed or f"{c.session.username}: publish failed ({info.rc})"
-                c.connected = False
+                owed = int((now - rate_t0) * rate) - (self.sent - rate_n0)
+                if owed > rate:  # more than a second behind (starved): drop the debt, keep the pace
+                    rate_t0, rate_n0, owed = now, self.sent, 0
+                budget = min(BURST, owed)
+            room = 1 << 62
+            credit = control.credit.value
+            if budget > 0 and credit >= 0:
+                room = credit - control.total("messages" if self.spec.raw else "readings")
+            sent = self._burst(budget, room) if budget > 0 and room > 0 else 0
+            control.messages[i] = self.sent
+            control.readings[i] = self.readings
+            control.acked[i] = sum(d.acked - d.refused for d in self.devices)
+            if now - last_check > 1.0:
+                last_check = now
+                self._check_connections()
+            if stopping and all(d.settled for d in self.devices):
+                return
+            if sent:
+                await asyncio.sleep(0)  # let the loop write and read the PUBACKs
+            elif stopping or budget <= 0 and rate >= 0:
+                await asyncio.sleep(IDLE_S if stopping or rate == 0 else PACE_S)
+            elif room <= 0:
+                await asyncio.sleep(IDLE_S)
+            else:
+                await asyncio.sleep(0.005)  # every window full: PUBACKs are on their way
+
+    def _burst(self, budget: int, room: int) -> int:
+        """Render and encode up to `budget` messages (and `room` credit); write them; the count."""
+        devices, schedule, templates = self.devices, self.schedule, self.templates
+        raw, raw_payloads, t0 = self.spec.raw, self.raw_payloads, self.spec.t0
+        touched: set[BenchDevice] = set()
+        pos, sent, readings = self.pos, 0, 0
+        tries = 0
+        while sent < budget and room > 0 and tries < BURST * 4:
+            tries += 1
+            n = schedule[pos]
+            pos = (pos + 1) & 16383
+            d = devices[n]
+            if not d.can_send:
                 continue
-            c.sent += 1
-            c.per_template[k] += 1
+            ts = templates[n]
+            k = d.sent % len(ts)
+            t = ts[k]
+            if raw:
+                payload = raw_payloads[(self.sent + sent + k) % len(raw_payloads)]
+            else:
+                payload = stamp(t, t0 + d.sent, d.sent + 1)
+            d.queue(payload, k)
+            touched.add(d)
             sent += 1
-            n = len(t.metrics)
-            readings += n
-            budget -= 1
-            room -= 1 if spec.raw else n
-        control.messages[i] = sent
-        control.readings[i] = readings
-        control.acked[i] = sum(c.acked for c in conns)
-        for c in conns:
-            if c.client.want_write():
-                c.client.loop_write()
-        busy = sent > sent_before
-        for key, _ in sel.select(0 if busy else 0.001):
-            key.data.client.loop_read()
-        if now - last_misc > 1.0:
-            last_misc = now
-            for c in conns:
-                c.client.loop_misc()
-        if stopping and all(c.acked >= c.sent or not c.connected for c in conns):
-            control.acked[i] = sum(c.acked for c in conns)
-            return
+            r = len(t.metrics)
+            readings += r
+            room -= 1 if raw else r
+        for d in touched:
+            d.flush()
+        self.pos = pos
+        self.sent += sent
+        self.readings += readings
+        return sent
+
+    def _check_connections(self) -> None:
+        for d in self.devices:
+            if d.failed is None and not d.open:
+                d.failed = f"{d.username}: connection lost"
 
 
 class PublisherPool:

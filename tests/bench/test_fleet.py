@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
-from maillage.bench.fleet import Archetype, build_mix, plan_connections, readings_per_message, stamp
+from maillage.bench.fleet import (
+    Archetype,
+    Template,
+    build_mix,
+    plan_connections,
+    readings_per_message,
+    stamp,
+)
 from maillage.ingest.formats import MessageContext, parse_message
+from maillage.simulators import payloads
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +68,28 @@ def test_every_archetype_gets_a_session(mix: list[Archetype]) -> None:
     assert {s.archetype for s in slots} == set(range(len(mix)))
     share = [sum(s.weight for s in slots if s.archetype == i) for i in range(len(mix))]
     assert share == pytest.approx([a.share for a in mix])
+
+
+def _reference(t: Template, ts: int, seq: int) -> bytes:
+    """What `stamp` must produce, made the slow way with the simulators' own encoders."""
+    when = datetime.fromtimestamp(ts, UTC)
+    if t.kind in ("json", "event"):
+        return b'{"ts":"' + payloads.iso(when).encode() + b'","seq":' + str(seq).encode() + b"," + t.tail
+    if t.kind == "senml":
+        return b'[{"bt":' + str(ts).encode() + b"," + t.tail
+    if t.kind == "tic_std":
+        return t.head + payloads.standard_group("DATE", "", payloads.horodate(when)) + t.tail
+    return t.raw
+
+
+def test_stamp_matches_the_simulators_encoders_across_dst(mix: list[Archetype]) -> None:
+    """Byte for byte, including the TIC season letter and checksum around both 2026 DST changes."""
+    changes = [int(datetime(2026, 3, 29, 1, tzinfo=UTC).timestamp()),
+               int(datetime(2026, 10, 25, 1, tzinfo=UTC).timestamp())]
+    times = [c + d for c in changes for d in range(-3 * 3600, 3 * 3600, 599)]
+    times += [c + d for c in changes for d in (-1, 0, 1)]
+    times += random.Random(3).sample(range(1_700_000_000, 1_900_000_000), 200)
+    for a in mix:
+        for t in a.templates[:4]:
+            for ts in times:
+                assert stamp(t, ts, ts % 977 + 1) == _reference(t, ts, ts % 977 + 1), (a.name, ts)
