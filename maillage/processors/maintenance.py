@@ -41,8 +41,10 @@ class Maintenance:
                 log.info("created %d partitions", created)
             self._due["partitions"] = now + PARTITIONS_EVERY_S
         if now >= self._due["rollups"]:
-            # Drain the queue in passes; stop early when it is empty.
-            while rollups.refresh_rollups(conn) > 0:
+            # Another pass only while a pass was full (a backlog): a queue refilled by live
+            # traffic during a pass waits for the next tick, or the live buckets would be
+            # recomputed back to back, each time for a handful of new readings.
+            while rollups.refresh_rollups(conn) >= rollups.DEFAULT_LIMIT:
                 pass
             self._due["rollups"] = time.monotonic() + ROLLUP_EVERY_S
         if now >= self._due["retention"]:

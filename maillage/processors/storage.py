@@ -1,9 +1,10 @@
 """The storage processor: envelopes from Kafka into PostgreSQL, idempotently, in large batches.
 
-Readings go through COPY into a temporary staging table, then one
-`INSERT … SELECT … ON CONFLICT DO NOTHING` keyed by (device, metric, measurement time): replayed
-records and MQTT redeliveries are absorbed, and the first value received for a key wins.
-Events, device status and DLQ records are written in the same transaction.
+Readings are kept as decoded envelopes (no per-reading Python objects) and written with one
+binary COPY into `readings` per batch (`writer.write_readings`); a batch holding a replayed
+record or an MQTT redelivery falls back to an idempotent insert where the first value received
+for a (device, metric, measurement time) wins. Events, device status and DLQ records are
+written in the same transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class StorageSink:
         self._listen: psycopg.Connection | None = None
         self.devices = writer.DeviceIds()
         self.metrics = writer.MetricIds()
-        self._readings: list[tuple[str, str, str, int, float, int, int | None]] = []
+        self.last_seen = writer.LastSeen()
+        self._readings: list[writer.Message] = []
+        self._rows = 0
         self._events: list[tuple[str, str, int, str, str, int, int | None]] = []
         self._status: dict[tuple[str, str], tuple[str, int]] = {}
         self._rejected: list[tuple[Any, ...]] = []
@@ -90,27 +93,31 @@ class StorageSink:
             self._events.append((tenant, device, ts, d.get("event") or kind,
                                  orjson.dumps(attrs).decode(), rx, seq))
             return
-        for metric, val in d["values"].items():
-            self._readings.append((tenant, device, metric, ts, val, rx, seq))
+        values = d["values"]
+        if values:
+            self._readings.append((tenant, device, ts, rx, seq, values))
+            self._rows += len(values)
         status = (d.get("attrs") or {}).get("status")
         if status is not None:  # a lamp's ok / lampFailure / …: kept as an event of its own
             self._events.append((tenant, device, ts, "lamp_status",
                                  orjson.dumps({"status": status}).decode(), rx, seq))
 
     def full(self) -> bool:
-        return len(self._readings) >= self.max_rows
+        return self._rows >= self.max_rows
 
     def flush(self) -> None:
         """Write the buffers in one transaction, then clear them."""
         if not (self._readings or self._events or self._status or self._rejected):
             return
         conn = self._connection()
+        seen: dict[int, int] = {}
         try:
             self._forget_changed_devices()
             with conn.transaction():
                 if self._readings:
-                    inserted = writer.write_readings(conn, self._readings, self.devices, self.metrics)
-                    dup = len(self._readings) - inserted
+                    inserted, seen = writer.write_readings(conn, self._readings, self.devices,
+                                                           self.metrics, self.last_seen)
+                    dup = self._rows - inserted
                     STORED_ROWS.labels("readings").inc(inserted)
                     DUPLICATE_ROWS.labels("readings").inc(dup)
                     self.stored += inserted
@@ -128,7 +135,9 @@ class StorageSink:
             if self._listen is not None:
                 self._listen.close()
             raise
+        self.last_seen.written(seen)
         self._readings.clear()
+        self._rows = 0
         self._events.clear()
         self._status.clear()
         self._rejected.clear()
