@@ -61,11 +61,16 @@ INSERT INTO _claim SELECT DISTINCT device_pk, metric_id, bucket FROM c
 # looked up. Claims and buckets older than the raw retention (one day of margin) are dropped:
 # their raw data may be cut already, and rollups outlive raw data.
 _EXPAND = """
-WITH k AS (
-    SELECT cl.device_pk, cl.metric_id, cl.bucket, now() - maillage_keep(d.tenant_id,
-               CASE WHEN left(d.type, 5) = 'care_' THEN 'care_raw' ELSE 'raw' END)
-           + interval '1 day' AS kept
+WITH dk AS (
+    SELECT cl.device_pk, cl.metric_id, cl.bucket, d.tenant_id,
+           CASE WHEN left(d.type, 5) = 'care_' THEN 'care_raw' ELSE 'raw' END AS kind
     FROM _claim cl JOIN devices d ON d.pk = cl.device_pk
+), kinds AS MATERIALIZED (  -- maillage_keep once per tenant and kind, not per claimed row
+    SELECT tenant_id, kind, now() - maillage_keep(tenant_id, kind) + interval '1 day' AS kept
+    FROM (SELECT DISTINCT tenant_id, kind FROM dk) t
+), k AS (
+    SELECT dk.device_pk, dk.metric_id, dk.bucket, kinds.kept
+    FROM dk JOIN kinds USING (tenant_id, kind)
 ), c AS (
     SELECT device_pk, metric_id, kept, min(bucket) AS lo, max(bucket) AS hi
     FROM (SELECT *, bucket - interval '15 minutes'

@@ -20,7 +20,8 @@ from maillage.db.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
-ROLLUP_EVERY_S = 2.0
+ROLLUP_EVERY_S = 5.0
+ROLLUP_DUTY = 3.0  # the next refresh waits at least this many times as long as the last one took
 PARTITIONS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 
@@ -44,9 +45,11 @@ class Maintenance:
             # Another pass only while a pass was full (a backlog): a queue refilled by live
             # traffic during a pass waits for the next tick, or the live buckets would be
             # recomputed back to back, each time for a handful of new readings.
+            start = time.monotonic()
             while rollups.refresh_rollups(conn) >= rollups.DEFAULT_LIMIT:
                 pass
-            self._due["rollups"] = time.monotonic() + ROLLUP_EVERY_S
+            took = time.monotonic() - start
+            self._due["rollups"] = time.monotonic() + max(ROLLUP_EVERY_S, ROLLUP_DUTY * took)
         if now >= self._due["retention"]:
             apply_retention(conn, datetime.now(UTC))
             self._due["retention"] = now + RETENTION_EVERY_S
