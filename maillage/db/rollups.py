@@ -185,13 +185,20 @@ WITH seg AS (
     FROM steps WHERE t0 IS NOT NULL
 )
 INSERT INTO _new AS n (device_pk, metric_id, bucket, n, energy)
-SELECT iv.device_pk, iv.metric_id, g.b, 0,
-       sum(iv.step * extract(epoch FROM least(iv.t1, g.b + interval '15 minutes')
-                                       - greatest(iv.t0, g.b))::float8 / iv.secs)
-FROM iv CROSS JOIN LATERAL generate_series(greatest(maillage_bucket15(iv.t0), iv.lo),
-                                           least(iv.t1, iv.hi - interval '15 minutes'),
-                                           interval '15 minutes') AS g(b)
-WHERE g.b < iv.t1
+SELECT device_pk, metric_id, b, 0, sum(e) FROM (
+    -- A step inside one bucket (most of them when readings are frequent) is all that bucket's.
+    SELECT iv.device_pk, iv.metric_id, b.b, iv.step AS e
+    FROM iv CROSS JOIN LATERAL (SELECT maillage_bucket15(iv.t0) AS b) b
+    WHERE b.b = maillage_bucket15(iv.t1) AND b.b >= iv.lo AND b.b < iv.hi
+  UNION ALL
+    SELECT iv.device_pk, iv.metric_id, g.b,
+           iv.step * extract(epoch FROM least(iv.t1, g.b + interval '15 minutes')
+                                        - greatest(iv.t0, g.b))::float8 / iv.secs
+    FROM iv CROSS JOIN LATERAL generate_series(greatest(maillage_bucket15(iv.t0), iv.lo),
+                                               least(iv.t1, iv.hi - interval '15 minutes'),
+                                               interval '15 minutes') AS g(b)
+    WHERE g.b < iv.t1 AND maillage_bucket15(iv.t0) <> maillage_bucket15(iv.t1)
+) x
 GROUP BY 1, 2, 3
 ON CONFLICT (device_pk, metric_id, bucket) DO UPDATE SET energy = EXCLUDED.energy
 """
