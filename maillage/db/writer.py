@@ -200,7 +200,8 @@ def write_events(conn: psycopg.Connection, rows: list[tuple[str, str, int, str, 
     known = [r for r in rows if (r[0], r[1]) in pks]
     if not known:
         return 0
-    cur = conn.execute(
+    cur = conn.cursor(binary=True)  # binary arrays: no escaping of each JSON text
+    cur.execute(
         "INSERT INTO events (device_pk, ts, event, attrs, received_at, seq) "
         "SELECT pk, timestamptz 'epoch' + ts * interval '1 microsecond', ev, attrs::jsonb, "
         "       timestamptz 'epoch' + rx * interval '1 microsecond', seq "
