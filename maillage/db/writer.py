@@ -13,9 +13,11 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from maillage.db.readings import metric_ids, write_staged
+from maillage.db.rollups import SHARDS
 from maillage.envelope import from_us
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ _PREFIX = struct.Struct(">hiqiqiq").pack
 _SEQ = struct.Struct(">iq").pack
 _VALUE = struct.Struct(">id").pack
 _METRIC = struct.Struct(">ih").pack
-_DIRTY = struct.Struct(">hiqihiq").pack
+_SHARD = struct.Struct(">hih").pack  # the field count of a queue row, then its shard
+_ARRAY_HEAD = struct.Struct(">iiiii").pack  # dimensions, flags, element type, length, lower bound
+_LEN = struct.Struct(">i").pack
 _COLUMNS = "(device_pk, ts, received_at, seq, metric_id, value)"
 
 
@@ -100,18 +104,21 @@ class LastSeen:
         self._us.update(updates)
 
 
+Touched = dict[tuple[int, int], dict[str, Any]]
+"""(device pk, 15-minute bucket number) -> a dict whose keys are the metrics written there."""
+
+
 def encode_readings(msgs: list[Message], pks: dict[tuple[str, str], int], fields: dict[str, bytes],
-                    ) -> tuple[bytes, int, int, dict[int, int], set[tuple[int, int, tuple[str, ...]]]]:
+                    ) -> tuple[bytes, int, int, dict[int, int], Touched]:
     """Binary COPY data of the readings of known devices.
 
-    Returns (data, rows, rows skipped, pk -> newest rx µs, {(pk, 15-min bucket number,
-    metric names)}) — the last is what the rollup queue needs, one entry per message shape.
+    Returns (data, rows, rows skipped, pk -> newest rx µs, what the rollup queue needs).
     """
     parts = [_SIGNATURE]
     add = parts.append
     rows = skipped = 0
     latest: dict[int, int] = {}
-    touched: set[tuple[int, int, tuple[str, ...]]] = set()
+    touched: Touched = {}
     for tenant, device, ts, rx, seq, values in msgs:
         pk = pks.get((tenant, device))
         if pk is None:
@@ -126,15 +133,40 @@ def encode_readings(msgs: list[Message], pks: dict[tuple[str, str], int], fields
         rows += len(values)
         if rx > latest.get(pk, -1):
             latest[pk] = rx
-        touched.add((pk, ts // BUCKET_US, tuple(values)))
+        key = (pk, ts // BUCKET_US)
+        seen = touched.get(key)
+        if seen is None:
+            touched[key] = values
+        elif seen is not values and seen.keys() != values.keys():  # usually the same metrics
+            touched[key] = {**seen, **values}
     add(_TRAILER)
     return b"".join(parts), rows, skipped, latest, touched
 
 
-def _dirty_rows(touched: set[tuple[int, int, tuple[str, ...]]], mids: dict[str, int]) -> bytes:
-    keys = {(pk, mids[name], b) for pk, b, names in touched for name in names}
+def _array(values: list[int], oid: int, code: str, size: int) -> bytes:
+    """A one-dimensional array field of binary COPY (no NULLs)."""
+    a = np.empty(len(values), dtype=[("len", ">i4"), ("v", code)])
+    a["len"] = size
+    a["v"] = values
+    body = _ARRAY_HEAD(1, 0, oid, len(values), 1) + a.tobytes()
+    return _LEN(len(body)) + body
+
+
+def queue_rows(touched: Touched, mids: dict[str, int]) -> bytes:
+    """Binary COPY data of `rollup_dirty`: per shard, the distinct (device, metric, bucket)."""
+    shards: dict[int, tuple[list[int], list[int], list[int]]] = {}
+    for (pk, b), names in touched.items():
+        lists = shards.get(pk % SHARDS)
+        if lists is None:
+            lists = shards[pk % SHARDS] = ([], [], [])
+        n = len(names)
+        lists[0].extend([pk] * n)
+        lists[1].extend([mids[name] for name in names])
+        lists[2].extend([b] * n)
     parts = [_SIGNATURE]
-    parts += [_DIRTY(3, 8, pk, 2, mid, 8, b * BUCKET_US - PG_EPOCH_US) for pk, mid, b in keys]
+    for shard, (pks, mid_list, buckets) in shards.items():
+        parts += [_SHARD(4, 2, shard), _array(pks, 20, ">i8", 8), _array(mid_list, 21, ">i2", 2),
+                  _array(buckets, 23, ">i4", 4)]
     parts.append(_TRAILER)
     return b"".join(parts)
 
@@ -151,7 +183,7 @@ def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: Devic
     """Write reading envelopes in the caller's transaction; return (rows inserted, last-seen updates).
 
     Fast path: one binary COPY into `readings` and one into `rollup_dirty` (the distinct
-    (device, metric, 15-minute bucket) of the batch), under a savepoint. A redelivery or replay
+    (device, metric, 15-minute bucket) of the batch, a row per shard), under a savepoint. A redelivery or replay
     raises a unique violation: the savepoint is rolled back and the batch goes through the
     general path (`write_staged`: first value received wins, only new rows queue their rollups).
     Pass the returned updates to `last_seen.written` once the transaction committed.
@@ -180,8 +212,9 @@ def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: Devic
         with conn.transaction():
             with cur.copy(f"COPY readings {_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(data)
-            with cur.copy("COPY rollup_dirty (device_pk, metric_id, bucket) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(_dirty_rows(touched, mids))
+            with cur.copy("COPY rollup_dirty (shard, device_pks, metric_ids, buckets) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(queue_rows(touched, mids))
         return rows, updates
     except psycopg.errors.UniqueViolation:
         conn.execute(_STAGE_DDL)

@@ -46,7 +46,7 @@ class Maintenance:
             # traffic during a pass waits for the next tick, or the live buckets would be
             # recomputed back to back, each time for a handful of new readings.
             start = time.monotonic()
-            while rollups.refresh_rollups(conn) >= rollups.DEFAULT_LIMIT:
+            while rollups.refresh_rollups(conn) and rollups.saturated:
                 pass
             took = time.monotonic() - start
             self._due["rollups"] = time.monotonic() + max(ROLLUP_EVERY_S, ROLLUP_DUTY * took)
