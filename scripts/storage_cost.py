@@ -136,6 +136,7 @@ def run(args: argparse.Namespace) -> None:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("CHECKPOINT")
             c.execute("SELECT pg_stat_statements_reset()")
+            wal0 = c.execute("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
         cpu0 = _tree_cpu(pg)
         stop, box = threading.Event(), {}
         maint = threading.Thread(target=_maintenance, args=(url, stop, box))
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> None:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("CHECKPOINT")
             stored = c.execute("SELECT count(*) FROM readings").fetchone()[0]
+            wal1 = c.execute("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").fetchone()
             top = c.execute(
                 "SELECT total_exec_time, calls, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
                 "FROM pg_stat_statements ORDER BY 1 DESC LIMIT 12").fetchall()
@@ -186,6 +188,9 @@ def run(args: argparse.Namespace) -> None:
         _out(f"  pg maint      {maint_pg * per:6.2f} µs/reading")
         _out(f"  pg other      {(total_pg - storage_pg - maint_pg) * per:6.2f} µs/reading")
         _out(f"  pg total      {total_pg * per:6.2f} µs/reading")
+        rec, fpi, wal = (b - a for a, b in zip(wal0, wal1, strict=True))
+        _out(f"  WAL           {rec / stored:6.2f} records, {fpi / stored:6.3f} page images, "
+             f"{wal / stored:6.0f} bytes per reading")
         for ms, calls, rows, q in top:
             _out(f"    {ms * 1000 * per / 1e6:7.2f} µs/r {calls:6d} calls {rows:9d} rows  {q}")
     finally:
