@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Message = tuple[str, str, int, int, int | None, dict[str, float]]
 """A reading envelope: (tenant, device_id, ts_us, rx_us, seq, {metric: value})."""
+Event = tuple[str, str, int, str, bytes, int, int | None]
+"""An event: (tenant, device_id, ts_us, event name, attrs as JSON, rx_us, seq)."""
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
 BUCKET_US = 900_000_000  # 15 minutes: rollup buckets are aligned on 2000-01-01, hence on Unix time
@@ -223,28 +225,58 @@ def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: Devic
         return write_staged(conn, staging_table="storage_stage"), updates
 
 
-def write_events(conn: psycopg.Connection, rows: list[tuple[str, str, int, str, str, int, int | None]],
-                 devices: DeviceIds) -> int:
-    """Insert events (tenant, device, ts_us, event, attrs_json, rx_us, seq) idempotently.
+def _text(value: bytes) -> bytes:
+    return _LEN(len(value)) + value
 
-    One statement per batch; the first of several rows with one key wins, as stored rows do.
+
+def encode_events(rows: list[Event], pks: dict[tuple[str, str], int]) -> tuple[bytes, int]:
+    """Binary COPY data of the events of known devices (columns `_EVENT_COLUMNS`), and their count."""
+    parts = [_SIGNATURE]
+    n = 0
+    for tenant, device, ts, event, attrs, rx, seq in rows:
+        pk = pks.get((tenant, device))
+        if pk is None:
+            continue
+        n += 1
+        parts += [_PREFIX(6, 8, pk, 8, ts - PG_EPOCH_US, 8, rx - PG_EPOCH_US),
+                  _NULL if seq is None else _SEQ(8, seq), _text(event.encode()),
+                  _LEN(len(attrs) + 1), b"\x01", attrs]  # jsonb: format version 1, then the text
+    parts.append(_TRAILER)
+    return b"".join(parts), n
+
+
+_EVENT_COLUMNS = "(device_pk, ts, received_at, seq, event, attrs)"
+_EVENT_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS events_stage (n bigserial, device_pk bigint, ts timestamptz, "
+    "received_at timestamptz, seq bigint, event text, attrs jsonb) ON COMMIT DELETE ROWS"
+)
+
+
+def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds) -> int:
+    """Insert events idempotently; return how many were new.
+
+    A binary COPY under a savepoint; a batch holding an event already stored (or one twice)
+    goes through a staging table and `ON CONFLICT DO NOTHING`, in the order received: the first
+    row of a key wins, as for stored rows.
     """
     pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
-    known = [r for r in rows if (r[0], r[1]) in pks]
-    if not known:
+    data, n = encode_events(rows, pks)
+    if not n:
         return 0
-    cur = conn.cursor(binary=True)  # binary arrays: no escaping of each JSON text
-    cur.execute(
-        "INSERT INTO events (device_pk, ts, event, attrs, received_at, seq) "
-        "SELECT pk, timestamptz 'epoch' + ts * interval '1 microsecond', ev, attrs::jsonb, "
-        "       timestamptz 'epoch' + rx * interval '1 microsecond', seq "
-        "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
-        "     WITH ORDINALITY AS u(pk, ts, ev, attrs, rx, seq, n) ORDER BY n "
-        "ON CONFLICT DO NOTHING",
-        ([pks[(r[0], r[1])] for r in known], [r[2] for r in known], [r[3] for r in known],
-         [r[4] for r in known], [r[5] for r in known], [r[6] for r in known]),
-    )
-    return cur.rowcount
+    cur = conn.cursor()
+    try:
+        with conn.transaction(), cur.copy(f"COPY events {_EVENT_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        return n
+    except psycopg.errors.UniqueViolation:
+        conn.execute(_EVENT_STAGE_DDL)
+        with cur.copy(f"COPY events_stage {_EVENT_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        inserted = conn.execute(
+            f"INSERT INTO events {_EVENT_COLUMNS} SELECT device_pk, ts, received_at, seq, event, attrs "
+            "FROM events_stage ORDER BY n ON CONFLICT DO NOTHING").rowcount
+        conn.execute("DELETE FROM events_stage")
+        return inserted
 
 
 def write_status(conn: psycopg.Connection, status: dict[tuple[str, str], tuple[str, int]],

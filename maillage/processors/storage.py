@@ -34,7 +34,7 @@ class Batch:
 
     readings: list[writer.Message] = field(default_factory=list)
     rows: int = 0
-    events: list[tuple[str, str, int, str, str, int, int | None]] = field(default_factory=list)
+    events: list[writer.Event] = field(default_factory=list)
     status: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     rejected: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -103,7 +103,7 @@ class StorageSink:
             if d.get("values"):
                 attrs = {**attrs, "values": d["values"]}
             b.events.append((tenant, device, ts, d.get("event") or kind,
-                             orjson.dumps(attrs).decode(), rx, seq))
+                             orjson.dumps(attrs), rx, seq))
             return
         values = d["values"]
         if values:
@@ -112,7 +112,7 @@ class StorageSink:
         status = (d.get("attrs") or {}).get("status")
         if status is not None:  # a lamp's ok / lampFailure / …: kept as an event of its own
             b.events.append((tenant, device, ts, "lamp_status",
-                             orjson.dumps({"status": status}).decode(), rx, seq))
+                             orjson.dumps({"status": status}), rx, seq))
 
     def full(self) -> bool:
         return self._batch.rows >= self.max_rows

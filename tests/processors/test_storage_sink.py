@@ -158,3 +158,24 @@ def test_unknown_devices_skipped_and_lamp_status_kept_as_event(
     assert events == [("lamp_status", {"status": "ok"}, T0)]
     assert sink.duplicates == 2  # the unknown device's reading and the in-batch duplicate
     sink.close()
+
+
+def test_events_redelivered_keep_the_first_and_new_ones_are_stored(
+    db_url: str, conn: psycopg.Connection, devices: tuple[str, dict[str, int]],
+) -> None:
+    tenant, pks = devices
+    fall = {"tenant": tenant, "device_id": "m1", "kind": "event", "event": "fall_detected",
+            "ts": to_us(T0), "rx": to_us(T0), "fmt": "event", "values": {"confidence": 0.9},
+            "attrs": {"room": "kitchen"}}
+    sink = _sink(db_url, [fall])
+    sink.flush()
+    later = {**fall, "ts": to_us(T0 + timedelta(minutes=1)), "attrs": {"room": "hall"}}
+    for i, env in enumerate([{**fall, "attrs": {"room": "bedroom"}}, later]):
+        sink.add(_record(5 + i, **env))
+    sink.flush()
+    rows = conn.execute("SELECT ts, event, attrs, seq FROM events WHERE device_pk = %s ORDER BY ts",
+                        (pks["m1"],)).fetchall()
+    assert rows == [(T0, "fall_detected", {"room": "kitchen", "values": {"confidence": 0.9}}, None),
+                    (T0 + timedelta(minutes=1), "fall_detected",
+                     {"room": "hall", "values": {"confidence": 0.9}}, None)]
+    sink.close()
