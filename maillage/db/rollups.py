@@ -23,7 +23,7 @@ LEVELS = ("site", "district", "commune")
 SHARDS = 4  # devices are split by pk % SHARDS so that two workers can refresh at once
 LOCK_CLASS = 0x6D61  # advisory lock keys: (LOCK_CLASS, shard) per shard, (LOCK_CLASS + 1, 0) for areas
 AREA_LOCK = (LOCK_CLASS + 1, 0)
-DEFAULT_LIMIT = 64  # device queue rows (one per written batch and shard) per shard and pass
+DEFAULT_LIMIT = 100_000  # device queue entries (device, metric, bucket) per shard and pass
 AREA_LIMIT = 100_000  # area queue rows (one per area bucket) per pass
 VACUUM_EVERY_S = 10.0
 
@@ -56,15 +56,20 @@ FROM {rows} q CROSS JOIN LATERAL unnest(q.device_pks, q.metric_ids, q.buckets)
     AS u(device_pk, metric_id, n)
 """
 
+# Oldest rows first until `limit` entries (at least one row). Only a refresher holding the
+# shard's advisory lock deletes queue rows, so no other claim can race this one; a writer only
+# inserts, and a row committed meanwhile waits for the next pass.
 _CLAIM = """
-WITH c AS (
-    DELETE FROM rollup_dirty WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM rollup_dirty WHERE shard = ANY (%(shards)s)
-        LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+WITH w AS (
+    SELECT ctid, sum(cardinality(device_pks)) OVER (ORDER BY ctid ROWS UNBOUNDED PRECEDING)
+               - cardinality(device_pks) AS before
+    FROM rollup_dirty WHERE shard = ANY (%(shards)s)
+), c AS (
+    DELETE FROM rollup_dirty WHERE ctid = ANY (ARRAY(SELECT ctid FROM w WHERE before < %(limit)s))
     RETURNING device_pks, metric_ids, buckets
 ), ins AS (
     INSERT INTO _claim """ + _UNNEST.format(rows="c") + """ RETURNING 1)
-SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM ins)
+SELECT (SELECT coalesce(sum(cardinality(device_pks)), 0) FROM c), (SELECT count(*) FROM ins)
 """
 
 _PEEK = "INSERT INTO _claim " + _UNNEST.format(rows="rollup_dirty") + \
@@ -500,10 +505,10 @@ def _session_settings(conn: psycopg.Connection) -> None:
 
 def _device_stage(conn: psycopg.Connection, *, shards: list[int], limit: int,
                   pks: list[int] | None) -> tuple[int, int]:
-    """Recompute what queued buckets affect: claimed from up to `limit` queue rows of these
-    shards, or (`pks`) every bucket queued for these devices, left queued.
+    """Recompute what queued buckets affect: claimed from the oldest queue rows of these shards
+    up to `limit` entries, or (`pks`) every bucket queued for these devices, left queued.
 
-    Returns (buckets recomputed, queue rows claimed).
+    Returns (buckets recomputed, queue entries claimed).
     """
     conn.execute(_TEMP)
     _session_settings(conn)

@@ -15,10 +15,14 @@ CREATE TABLE rollup_dirty (
            AND cardinality(metric_ids) = cardinality(buckets))
 ) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_insert_scale_factor = 0.01);
 
+-- Entries already queued move over in rows of at most 10,000.
 INSERT INTO rollup_dirty (shard, device_pks, metric_ids, buckets)
-SELECT device_pk % 4, array_agg(device_pk), array_agg(metric_id),
+SELECT shard, array_agg(device_pk), array_agg(metric_id),
        array_agg(floor(extract(epoch FROM bucket) / 900)::integer)
-FROM (SELECT DISTINCT device_pk, metric_id, bucket FROM rollup_dirty_v6) k
-GROUP BY 1;
+FROM (SELECT device_pk % 4 AS shard, device_pk, metric_id, bucket,
+             (row_number() OVER (PARTITION BY device_pk % 4 ORDER BY device_pk, metric_id, bucket) - 1)
+             / 10000 AS chunk
+      FROM (SELECT DISTINCT device_pk, metric_id, bucket FROM rollup_dirty_v6) d) k
+GROUP BY shard, chunk;
 
 DROP TABLE rollup_dirty_v6;
