@@ -37,6 +37,7 @@ from maillage.bench.baselines import envelope_records
 from maillage.bench.fleet import build_mix, readings_per_message
 from maillage.db import rollups
 from maillage.db.migrate import migrate
+from maillage.processors import maintenance
 from maillage.processors.maintenance import Maintenance
 from maillage.processors.storage import StorageSink
 from maillage.stack import postgres
@@ -207,8 +208,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20_000, help="rows per flush")
     ap.add_argument("--rate", type=float, default=0.0, help="readings/s to feed at (0: at once)")
     ap.add_argument("--probe", action="store_true", help="also poll like the bench's latency probe")
+    ap.add_argument("--rollup-every", type=float, help="seconds between rollup refreshes")
     ap.add_argument("--set", action="append", default=[], help="PostgreSQL setting key=value")
     args = ap.parse_args()
+    if args.rollup_every is not None:
+        maintenance.ROLLUP_EVERY_S = args.rollup_every
     if args.devices is None:
         args.devices = 16 if args.scenario == "bench" else 5000
     if args.step is None:
