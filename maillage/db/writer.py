@@ -185,9 +185,9 @@ def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: Devic
     """Write reading envelopes in the caller's transaction; return (rows inserted, last-seen updates).
 
     Fast path: one binary COPY into `readings` and one into `rollup_dirty` (the distinct
-    (device, metric, 15-minute bucket) of the batch, a row per shard), under a savepoint. A redelivery or replay
-    raises a unique violation: the savepoint is rolled back and the batch goes through the
-    general path (`write_staged`: first value received wins, only new rows queue their rollups).
+    (device, metric, 15-minute bucket) of the batch, a row per shard), under a savepoint. A
+    redelivery or replay raises a unique violation: the savepoint is rolled back and the batch
+    goes through the general path (`write_staged`: first value received wins, only new rows queue their rollups).
     Pass the returned updates to `last_seen.written` once the transaction committed.
     """
     pks = devices.resolve(conn, {(m[0], m[1]) for m in msgs})
