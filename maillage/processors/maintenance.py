@@ -21,7 +21,8 @@ from maillage.db.retention import apply_retention
 log = logging.getLogger(__name__)
 
 ROLLUP_EVERY_S = 5.0
-ROLLUP_DUTY = 3.0  # the next refresh waits at least this many times as long as the last one took
+ROLLUP_DUTY = 3.0  # the next refresh waits this many times as long as the last one took…
+ROLLUP_MAX_WAIT_S = 60.0  # …but never longer: queries redo the work of a longer wait themselves
 PARTITIONS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 
@@ -49,7 +50,8 @@ class Maintenance:
             while rollups.refresh_rollups(conn) and rollups.saturated:
                 pass
             took = time.monotonic() - start
-            self._due["rollups"] = time.monotonic() + max(ROLLUP_EVERY_S, ROLLUP_DUTY * took)
+            wait = min(ROLLUP_MAX_WAIT_S, max(ROLLUP_EVERY_S, ROLLUP_DUTY * took))
+            self._due["rollups"] = time.monotonic() + wait
         if now >= self._due["retention"]:
             apply_retention(conn, datetime.now(UTC))
             self._due["retention"] = now + RETENTION_EVERY_S
