@@ -37,11 +37,10 @@ ins AS (
     FROM s ORDER BY device_pk, metric_id, ts, received_at
     ON CONFLICT DO NOTHING
     RETURNING device_pk, metric_id, ts),
-dirty AS (
-    INSERT INTO rollup_dirty (device_pk, metric_id, bucket)
-    SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) FROM ins)
+dirty AS ({queue})
 SELECT count(*) FROM ins
 """
+_QUEUE = rollups.queue_from("SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) AS bucket FROM ins")
 
 
 def metric_ids(conn: psycopg.Connection, names: Iterable[str]) -> dict[str, int]:
@@ -84,7 +83,7 @@ def write_staged(conn: psycopg.Connection, *, staging_table: str) -> int:
     The staging table is emptied. Returns how many rows were new; their rollup buckets are
     queued in the same transaction.
     """
-    query = sql.SQL(_WRITE).format(stage=sql.Identifier(staging_table))
+    query = sql.SQL(_WRITE).format(stage=sql.Identifier(staging_table), queue=sql.SQL(_QUEUE))
     row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 

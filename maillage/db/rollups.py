@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -22,7 +23,8 @@ LEVELS = ("site", "district", "commune")
 SHARDS = 4  # devices are split by pk % SHARDS so that two workers can refresh at once
 LOCK_CLASS = 0x6D61  # advisory lock keys: (LOCK_CLASS, shard) per shard, (LOCK_CLASS + 1, 0) for areas
 AREA_LOCK = (LOCK_CLASS + 1, 0)
-DEFAULT_LIMIT = 100_000
+DEFAULT_LIMIT = 100_000  # device queue entries (device, metric, bucket) per shard and pass
+AREA_LIMIT = 100_000  # area queue rows (one per area bucket) per pass
 VACUUM_EVERY_S = 10.0
 
 # Scratch tables, made once per session and emptied per stage (not dropped and re-created: a
@@ -45,15 +47,44 @@ DELETE FROM _claim; DELETE FROM _t15; DELETE FROM _runs; DELETE FROM _new; DELET
 DELETE FROM _tg;
 """
 
-_CLAIM = """
-WITH c AS (
-    DELETE FROM rollup_dirty WHERE ctid = ANY (ARRAY(
-        SELECT ctid FROM rollup_dirty
-        WHERE device_pk %% {shards} = ANY (%(shards)s) {only}
-        LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
-    RETURNING device_pk, metric_id, bucket)
-INSERT INTO _claim SELECT DISTINCT device_pk, metric_id, bucket FROM c
+# The queue (migration 0007) holds one row per written batch and shard, with the batch's distinct
+# (device, metric, bucket number) in three arrays. The background refresher deletes the rows it
+# claims; a query's synchronous refresh reads its devices' entries and leaves them queued.
+_UNNEST = """
+SELECT DISTINCT u.device_pk, u.metric_id, timestamptz 'epoch' + u.n * interval '15 minutes'
+FROM {rows} q CROSS JOIN LATERAL unnest(q.device_pks, q.metric_ids, q.buckets)
+    AS u(device_pk, metric_id, n)
 """
+
+# Oldest rows first until `limit` entries (at least one row). Only a refresher holding the
+# shard's advisory lock deletes queue rows, so no other claim can race this one; a writer only
+# inserts, and a row committed meanwhile waits for the next pass.
+_CLAIM = """
+WITH w AS (
+    SELECT ctid, sum(cardinality(device_pks)) OVER (ORDER BY ctid ROWS UNBOUNDED PRECEDING)
+               - cardinality(device_pks) AS before
+    FROM rollup_dirty WHERE shard = ANY (%(shards)s)
+), c AS (
+    DELETE FROM rollup_dirty WHERE ctid = ANY (ARRAY(SELECT ctid FROM w WHERE before < %(limit)s))
+    RETURNING device_pks, metric_ids, buckets
+), ins AS (
+    INSERT INTO _claim """ + _UNNEST.format(rows="c") + """ RETURNING 1)
+SELECT (SELECT coalesce(sum(cardinality(device_pks)), 0) FROM c), (SELECT count(*) FROM ins)
+"""
+
+_PEEK = "INSERT INTO _claim " + _UNNEST.format(rows="rollup_dirty") + \
+    "WHERE q.shard = ANY (%(shards)s) AND u.device_pk = ANY (%(pks)s)"
+
+
+def queue_from(select: str) -> str:
+    """SQL queueing the rows of `select` (columns device_pk, metric_id, bucket): a row per shard."""
+    return (
+        "INSERT INTO rollup_dirty (shard, device_pks, metric_ids, buckets) "
+        f"SELECT mod(device_pk, {SHARDS}), array_agg(device_pk), array_agg(metric_id), "
+        "       array_agg(floor(extract(epoch FROM bucket) / 900)::integer) "
+        f"FROM ({select}) k GROUP BY 1"
+    )
+
 
 # A claimed bucket of an index metric widens to the buckets of the readings just before and
 # just after it: their interpolated boundaries depend on it. For a run of consecutive claimed
@@ -61,11 +92,16 @@ INSERT INTO _claim SELECT DISTINCT device_pk, metric_id, bucket FROM c
 # looked up. Claims and buckets older than the raw retention (one day of margin) are dropped:
 # their raw data may be cut already, and rollups outlive raw data.
 _EXPAND = """
-WITH k AS (
-    SELECT cl.device_pk, cl.metric_id, cl.bucket, now() - maillage_keep(d.tenant_id,
-               CASE WHEN left(d.type, 5) = 'care_' THEN 'care_raw' ELSE 'raw' END)
-           + interval '1 day' AS kept
+WITH dk AS (
+    SELECT cl.device_pk, cl.metric_id, cl.bucket, d.tenant_id,
+           CASE WHEN left(d.type, 5) = 'care_' THEN 'care_raw' ELSE 'raw' END AS kind
     FROM _claim cl JOIN devices d ON d.pk = cl.device_pk
+), kinds AS MATERIALIZED (  -- maillage_keep once per tenant and kind, not per claimed row
+    SELECT tenant_id, kind, now() - maillage_keep(tenant_id, kind) + interval '1 day' AS kept
+    FROM (SELECT DISTINCT tenant_id, kind FROM dk) t
+), k AS (
+    SELECT dk.device_pk, dk.metric_id, dk.bucket, kinds.kept
+    FROM dk JOIN kinds USING (tenant_id, kind)
 ), c AS (
     SELECT device_pk, metric_id, kept, min(bucket) AS lo, max(bucket) AS hi
     FROM (SELECT *, bucket - interval '15 minutes'
@@ -180,13 +216,20 @@ WITH seg AS (
     FROM steps WHERE t0 IS NOT NULL
 )
 INSERT INTO _new AS n (device_pk, metric_id, bucket, n, energy)
-SELECT iv.device_pk, iv.metric_id, g.b, 0,
-       sum(iv.step * extract(epoch FROM least(iv.t1, g.b + interval '15 minutes')
-                                       - greatest(iv.t0, g.b))::float8 / iv.secs)
-FROM iv CROSS JOIN LATERAL generate_series(greatest(maillage_bucket15(iv.t0), iv.lo),
-                                           least(iv.t1, iv.hi - interval '15 minutes'),
-                                           interval '15 minutes') AS g(b)
-WHERE g.b < iv.t1
+SELECT device_pk, metric_id, b, 0, sum(e) FROM (
+    -- A step inside one bucket (most of them when readings are frequent) is all that bucket's.
+    SELECT iv.device_pk, iv.metric_id, b.b, iv.step AS e
+    FROM iv CROSS JOIN LATERAL (SELECT maillage_bucket15(iv.t0) AS b) b
+    WHERE b.b = maillage_bucket15(iv.t1) AND b.b >= iv.lo AND b.b < iv.hi
+  UNION ALL
+    SELECT iv.device_pk, iv.metric_id, g.b,
+           iv.step * extract(epoch FROM least(iv.t1, g.b + interval '15 minutes')
+                                        - greatest(iv.t0, g.b))::float8 / iv.secs
+    FROM iv CROSS JOIN LATERAL generate_series(greatest(maillage_bucket15(iv.t0), iv.lo),
+                                               least(iv.t1, iv.hi - interval '15 minutes'),
+                                               interval '15 minutes') AS g(b)
+    WHERE g.b < iv.t1 AND maillage_bucket15(iv.t0) <> maillage_bucket15(iv.t1)
+) x
 GROUP BY 1, 2, 3
 ON CONFLICT (device_pk, metric_id, bucket) DO UPDATE SET energy = EXCLUDED.energy
 """
@@ -321,55 +364,75 @@ def table(grain: str) -> sql.Identifier:
 
 
 def mark_dirty(conn: psycopg.Connection, *, staging_table: str) -> int:
-    """Queue the buckets of every row of a staging table (device_pk, metric_id, ts); one INSERT."""
-    cur = conn.execute(sql.SQL(
-        "INSERT INTO rollup_dirty (device_pk, metric_id, bucket) "
-        "SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) FROM {}"
-    ).format(sql.Identifier(staging_table)))
-    return cur.rowcount
+    """Queue the buckets of every row of a staging table (device_pk, metric_id, ts); one INSERT.
+
+    Returns how many distinct (device, metric, bucket) were queued.
+    """
+    select = sql.SQL("SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) AS bucket "
+                     "FROM {}").format(sql.Identifier(staging_table)).as_string(conn)
+    query = queue_from(select) + " RETURNING cardinality(device_pks)"
+    return sum(r[0] for r in conn.execute(query).fetchall())
 
 
 def rebuild(conn: psycopg.Connection, *, device_pks: Sequence[int]) -> int:
     """Queue every bucket holding raw data of these devices (recomputation from scratch)."""
-    cur = conn.execute(
-        "INSERT INTO rollup_dirty (device_pk, metric_id, bucket) "
-        "SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) FROM readings "
-        "WHERE device_pk = ANY (%s)",
-        (list(device_pks),),
-    )
-    return cur.rowcount
+    select = ("SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) AS bucket FROM readings "
+              "WHERE device_pk = ANY (%s)")
+    query = queue_from(select) + " RETURNING cardinality(device_pks)"
+    return sum(r[0] for r in conn.execute(query, (list(device_pks),)).fetchall())
+
+
+def queued(conn: psycopg.Connection, device_pk: int) -> set[tuple[int, datetime]]:
+    """(metric_id, bucket) queued for one device (for tests and diagnostics)."""
+    rows = conn.execute(
+        "SELECT u.metric_id, timestamptz 'epoch' + u.n * interval '15 minutes' FROM rollup_dirty q "
+        "CROSS JOIN LATERAL unnest(q.device_pks, q.metric_ids, q.buckets) AS u(device_pk, metric_id, n) "
+        "WHERE q.shard = %s AND u.device_pk = %s", (device_pk % SHARDS, device_pk)).fetchall()
+    return {(int(m), b) for m, b in rows}
 
 
 def pending(conn: psycopg.Connection) -> tuple[int, int]:
-    """Rows waiting in the device and in the area queues."""
+    """Entries waiting in the device queue, rows in the area queue."""
     row = conn.execute(
-        "SELECT (SELECT count(*) FROM rollup_dirty), (SELECT count(*) FROM rollup_area_dirty)"
+        "SELECT (SELECT coalesce(sum(cardinality(device_pks)), 0) FROM rollup_dirty), "
+        "(SELECT count(*) FROM rollup_area_dirty)"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
-def refresh_rollups(conn: psycopg.Connection, *, limit: int = DEFAULT_LIMIT) -> int:
+def refresh_rollups(conn: psycopg.Connection, *, limit: int = DEFAULT_LIMIT,
+                    area_limit: int = AREA_LIMIT) -> int:
     """One pass of the background refresher; returns the queue rows consumed (0: all fresh).
 
     Each shard of devices is refreshed in its own transaction under a try-lock, so a second
     worker takes the other shards or does nothing; areas follow under their own lock.
     """
-    done = 0
+    global saturated
+    done, full = 0, False
     shards = list(range(SHARDS))
     start = random.randrange(SHARDS)  # two workers starting together take different shards
     for shard in shards[start:] + shards[:start]:
         with conn.transaction():
             _require_read_committed(conn)
             if _try_lock(conn, (LOCK_CLASS, shard)):
-                done += _device_stage(conn, shards=[shard], limit=limit, pks=None)
+                n, rows = _device_stage(conn, shards=[shard], limit=limit, pks=None)
+                done += n
+                full = full or rows >= limit
     with conn.transaction():
         _require_read_committed(conn)
         if _try_lock(conn, AREA_LOCK):
-            done += _area_stage(conn, limit=limit, area=None)
+            n = _area_stage(conn, limit=area_limit, area=None)
+            done += n
+            full = full or n >= area_limit
+    saturated = full
     if done and conn.autocommit:
         _vacuum_queues(conn)
     return done
+
+
+saturated = False
+"""True when the last `refresh_rollups` pass stopped at its limit somewhere (a backlog is left)."""
 
 
 _last_vacuum = 0.0
@@ -385,20 +448,21 @@ def _vacuum_queues(conn: psycopg.Connection) -> None:
 
 
 def refresh_devices(conn: psycopg.Connection, device_pks: Sequence[int]) -> int:
-    """Bring these devices' rollups up to date now, waiting for a refresher busy with them."""
+    """Bring these devices' rollups up to date now, waiting for a refresher busy with them.
+
+    Their queued buckets are recomputed but stay queued: a queue row holds a whole batch of
+    devices, and the background refresher, which deletes it, recomputes them once more (same
+    rows). Returns the buckets recomputed.
+    """
     pks = sorted(set(device_pks))
+    if not pks:
+        return 0
     shards = sorted({pk % SHARDS for pk in pks})
-    done = 0
-    while pks:
-        with conn.transaction():
-            _require_read_committed(conn)
-            for shard in shards:  # always in the same order: no deadlock between callers
-                conn.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)", (LOCK_CLASS, shard))
-            n = _device_stage(conn, shards=shards, limit=DEFAULT_LIMIT, pks=pks)
-        done += n
-        if n == 0:
-            break
-    return done
+    with conn.transaction():
+        _require_read_committed(conn)
+        for shard in shards:  # always in the same order: no deadlock between callers
+            conn.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)", (LOCK_CLASS, shard))
+        return _device_stage(conn, shards=shards, limit=0, pks=pks)[0]
 
 
 def refresh_area(conn: psycopg.Connection, *, tenant: str, level: str, name: str) -> int:
@@ -413,7 +477,7 @@ def refresh_area(conn: psycopg.Connection, *, tenant: str, level: str, name: str
         with conn.transaction():
             _require_read_committed(conn)
             conn.execute("SELECT pg_advisory_xact_lock(%s::int4, %s::int4)", AREA_LOCK)
-            n = _area_stage(conn, limit=DEFAULT_LIMIT, area=(tenant, level, name))
+            n = _area_stage(conn, limit=AREA_LIMIT, area=(tenant, level, name))
         done += n
         if n == 0:
             return done
@@ -440,15 +504,21 @@ def _session_settings(conn: psycopg.Connection) -> None:
 
 
 def _device_stage(conn: psycopg.Connection, *, shards: list[int], limit: int,
-                  pks: list[int] | None) -> int:
-    """Claim up to `limit` queued buckets of these shards and recompute what they affect."""
+                  pks: list[int] | None) -> tuple[int, int]:
+    """Recompute what queued buckets affect: claimed from the oldest queue rows of these shards
+    up to `limit` entries, or (`pks`) every bucket queued for these devices, left queued.
+
+    Returns (buckets recomputed, queue entries claimed).
+    """
     conn.execute(_TEMP)
     _session_settings(conn)
-    only = sql.SQL("AND device_pk = ANY (%(pks)s)" if pks is not None else "")
-    claim = sql.SQL(_CLAIM).format(shards=sql.Literal(SHARDS), only=only)
-    n = conn.execute(claim, {"shards": shards, "limit": limit, "pks": pks}).rowcount
+    if pks is None:
+        row = conn.execute(_CLAIM, {"shards": shards, "limit": limit}).fetchone()
+        rows, n = (int(row[0]), int(row[1])) if row else (0, 0)
+    else:
+        rows, n = 0, conn.execute(_PEEK, {"shards": shards, "pks": pks}).rowcount
     if n <= 0:
-        return 0
+        return 0, rows
     conn.execute(_EXPAND)
     conn.execute(_RUNS)
     conn.execute(_STATS)
@@ -460,7 +530,7 @@ def _device_stage(conn: psycopg.Connection, *, shards: list[int], limit: int,
         conn.execute(sql.SQL(_DERIVE).format(src=table(src)), {"grain": grain})
         _store(conn, grain, targets="_tg")
     conn.execute(_MARK_AREAS)
-    return n
+    return n, rows
 
 
 def _store(conn: psycopg.Connection, grain: str, *, targets: str) -> None:

@@ -1,17 +1,48 @@
-"""The storage writer's SQL: id caches, COPY into staging, idempotent inserts."""
+"""The storage writer's SQL: id caches, binary COPY straight into readings, idempotent fallback.
+
+Readings arrive as decoded envelopes (one per message and measurement time). They are encoded
+here into PostgreSQL's binary COPY format without building per-row Python objects: a message's
+device, times and sequence number make one prefix shared by its readings, and times are sent as
+integers (binary `timestamptz` is microseconds since 2000-01-01 UTC).
+"""
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import psycopg
 
 from maillage.db.readings import metric_ids, write_staged
+from maillage.db.rollups import SHARDS
 from maillage.envelope import from_us
 
 log = logging.getLogger(__name__)
+
+Message = tuple[str, str, int, int, int | None, dict[str, float]]
+"""A reading envelope: (tenant, device_id, ts_us, rx_us, seq, {metric: value})."""
+Event = tuple[str, str, int, str, bytes, int, int | None]
+"""An event: (tenant, device_id, ts_us, event name, attrs as JSON, rx_us, seq)."""
+
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 UTC in Unix microseconds
+BUCKET_US = 900_000_000  # 15 minutes: rollup buckets are aligned on 2000-01-01, hence on Unix time
+LAST_SEEN_STEP_US = 60_000_000  # last_seen_at is refreshed at most once a minute per device
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\0" + b"\0\0\0\0" + b"\0\0\0\0"
+_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+# device_pk, ts, received_at (+ seq, then metric_id and value per reading): the COPY column order.
+_PREFIX = struct.Struct(">hiqiqiq").pack
+_SEQ = struct.Struct(">iq").pack
+_VALUE = struct.Struct(">id").pack
+_METRIC = struct.Struct(">ih").pack
+_SHARD = struct.Struct(">hih").pack  # the field count of a queue row, then its shard
+_ARRAY_HEAD = struct.Struct(">iiiii").pack  # dimensions, flags, element type, length, lower bound
+_LEN = struct.Struct(">i").pack
+_COLUMNS = "(device_pk, ts, received_at, seq, metric_id, value)"
 
 
 class DeviceIds:
@@ -42,12 +73,104 @@ class MetricIds:
 
     def __init__(self) -> None:
         self._id: dict[str, int] = {}
+        self.fields: dict[str, bytes] = {}
+        """name -> the binary COPY field of its id (length and int2)."""
 
     def resolve(self, conn: psycopg.Connection, names: Iterable[str]) -> dict[str, int]:
         missing = {n for n in names if n not in self._id}
         if missing:
-            self._id.update(metric_ids(conn, missing))
+            for name, mid in metric_ids(conn, missing).items():
+                self._id[name] = mid
+                self.fields[name] = _METRIC(2, mid)
         return self._id
+
+
+class LastSeen:
+    """Receive time this process last wrote to each device's `last_seen_at` (µs).
+
+    `last_seen_at` serves "silent device" checks: a minute's precision is plenty. Deciding here
+    spares most batches the UPDATE; the SQL guard still keeps the newest value when several
+    processes write.
+    """
+
+    def __init__(self) -> None:
+        self._us: dict[int, int] = {}
+
+    def due(self, latest: dict[int, int]) -> dict[int, int]:
+        """The devices of `latest` (pk -> newest rx µs in a batch) whose row needs an update."""
+        known = self._us
+        return {pk: rx for pk, rx in latest.items() if rx - known.get(pk, -LAST_SEEN_STEP_US) >= LAST_SEEN_STEP_US}
+
+    def written(self, updates: dict[int, int]) -> None:
+        """Call once the transaction that wrote `updates` committed."""
+        self._us.update(updates)
+
+
+Touched = dict[tuple[int, int], dict[str, Any]]
+"""(device pk, 15-minute bucket number) -> a dict whose keys are the metrics written there."""
+
+
+def encode_readings(msgs: list[Message], pks: dict[tuple[str, str], int], fields: dict[str, bytes],
+                    ) -> tuple[bytes, int, int, dict[int, int], Touched]:
+    """Binary COPY data of the readings of known devices.
+
+    Returns (data, rows, rows skipped, pk -> newest rx µs, what the rollup queue needs).
+    """
+    parts = [_SIGNATURE]
+    add = parts.append
+    rows = skipped = 0
+    latest: dict[int, int] = {}
+    touched: Touched = {}
+    for tenant, device, ts, rx, seq, values in msgs:
+        pk = pks.get((tenant, device))
+        if pk is None:
+            skipped += len(values)
+            continue
+        prefix = _PREFIX(6, 8, pk, 8, ts - PG_EPOCH_US, 8, rx - PG_EPOCH_US)
+        prefix += _NULL if seq is None else _SEQ(8, seq)
+        for name, value in values.items():
+            add(prefix)
+            add(fields[name])
+            add(_VALUE(8, value))
+        rows += len(values)
+        if rx > latest.get(pk, -1):
+            latest[pk] = rx
+        key = (pk, ts // BUCKET_US)
+        seen = touched.get(key)
+        if seen is None:
+            touched[key] = values
+        elif seen is not values and seen.keys() != values.keys():  # usually the same metrics
+            touched[key] = {**seen, **values}
+    add(_TRAILER)
+    return b"".join(parts), rows, skipped, latest, touched
+
+
+def _array(values: list[int], oid: int, code: str, size: int) -> bytes:
+    """A one-dimensional array field of binary COPY (no NULLs)."""
+    a = np.empty(len(values), dtype=[("len", ">i4"), ("v", code)])
+    a["len"] = size
+    a["v"] = values
+    body = _ARRAY_HEAD(1, 0, oid, len(values), 1) + a.tobytes()
+    return _LEN(len(body)) + body
+
+
+def queue_rows(touched: Touched, mids: dict[str, int]) -> bytes:
+    """Binary COPY data of `rollup_dirty`: per shard, the distinct (device, metric, bucket)."""
+    shards: dict[int, tuple[list[int], list[int], list[int]]] = {}
+    for (pk, b), names in touched.items():
+        lists = shards.get(pk % SHARDS)
+        if lists is None:
+            lists = shards[pk % SHARDS] = ([], [], [])
+        n = len(names)
+        lists[0].extend([pk] * n)
+        lists[1].extend([mids[name] for name in names])
+        lists[2].extend([b] * n)
+    parts = [_SIGNATURE]
+    for shard, (pks, mid_list, buckets) in shards.items():
+        parts += [_SHARD(4, 2, shard), _array(pks, 20, ">i8", 8), _array(mid_list, 21, ">i2", 2),
+                  _array(buckets, 23, ">i4", 4)]
+    parts.append(_TRAILER)
+    return b"".join(parts)
 
 
 _STAGE_DDL = (
@@ -57,74 +180,103 @@ _STAGE_DDL = (
 )
 
 
-def write_readings(conn: psycopg.Connection, rows: list[tuple[str, str, str, int, float, int, int | None]],
-                   devices: DeviceIds, metrics: MetricIds) -> int:
-    """COPY readings (tenant, device, metric, ts_us, value, rx_us, seq) in; return rows inserted.
+def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: DeviceIds,
+                   metrics: MetricIds, last_seen: LastSeen) -> tuple[int, dict[int, int]]:
+    """Write reading envelopes in the caller's transaction; return (rows inserted, last-seen updates).
 
-    The rows go through a temporary staging table into `readings` with `write_staged` (first
-    value received wins, rollup buckets of new rows queued in the same transaction).
+    Fast path: one binary COPY into `readings` and one into `rollup_dirty` (the distinct
+    (device, metric, 15-minute bucket) of the batch, a row per shard), under a savepoint. A
+    redelivery or replay raises a unique violation: the savepoint is rolled back and the batch
+    goes through the general path (`write_staged`: first value received wins, only new rows queue their rollups).
+    Pass the returned updates to `last_seen.written` once the transaction committed.
     """
-    pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
-    mids = metrics.resolve(conn, {r[2] for r in rows})
-    conn.execute(_STAGE_DDL)
-    skipped = 0
-    with conn.cursor().copy(
-        "COPY storage_stage (device_pk, metric_id, ts, value, received_at, seq) FROM STDIN"
-    ) as copy:
-        copy.set_types(["int8", "int2", "timestamptz", "float8", "timestamptz", "int8"])
-        for tenant, device, metric, ts, value, rx, seq in rows:
-            pk = pks.get((tenant, device))
-            if pk is None:
-                skipped += 1
-                continue
-            copy.write_row((pk, mids[metric], from_us(ts), value, from_us(rx), seq))
+    pks = devices.resolve(conn, {(m[0], m[1]) for m in msgs})
+    names: set[str] = set()
+    for m in msgs:
+        names.update(m[5])
+    mids = metrics.resolve(conn, names)
+    data, rows, skipped, latest, touched = encode_readings(msgs, pks, metrics.fields)
     if skipped:
         log.warning("skipped %d readings of devices no longer registered", skipped)
-    # last_seen_at is for "silent device" checks: a minute's precision is plenty, and skipping
-    # fresher rows spares PostgreSQL an UPDATE (and a dead tuple) per device per batch.
-    conn.execute(
-        "UPDATE devices d SET last_seen_at = s.rx FROM "
-        "(SELECT device_pk, max(received_at) rx FROM storage_stage GROUP BY device_pk) s "
-        "WHERE d.pk = s.device_pk AND (d.last_seen_at IS NULL "
-        "OR d.last_seen_at < s.rx - interval '60 seconds')"
-    )
-    # Fast path: a batch without duplicates (the usual case) is a plain INSERT. A redelivery or
-    # replay raises a unique violation; the savepoint is rolled back and the batch goes through
-    # the general path (first value received wins, only new rows queue their rollups).
+    if not rows:
+        return 0, {}
+    updates = last_seen.due(latest)
+    if updates:
+        conn.execute(
+            "UPDATE devices d SET last_seen_at = timestamptz 'epoch' + u.rx * interval '1 microsecond' "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS u(pk, rx) "
+            "WHERE d.pk = u.pk AND (d.last_seen_at IS NULL "
+            "OR d.last_seen_at < timestamptz 'epoch' + (u.rx - %s) * interval '1 microsecond')",
+            (list(updates), list(updates.values()), LAST_SEEN_STEP_US),
+        )
+    cur = conn.cursor()
     try:
         with conn.transaction():
-            inserted = conn.execute(_FAST_INSERT).rowcount
-            conn.execute(_FAST_DIRTY)
-        return inserted
+            with cur.copy(f"COPY readings {_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(data)
+            with cur.copy("COPY rollup_dirty (shard, device_pks, metric_ids, buckets) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(queue_rows(touched, mids))
+        return rows, updates
     except psycopg.errors.UniqueViolation:
-        return write_staged(conn, staging_table="storage_stage")
+        conn.execute(_STAGE_DDL)
+        with cur.copy(f"COPY storage_stage {_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        return write_staged(conn, staging_table="storage_stage"), updates
 
 
-_FAST_INSERT = (
-    "INSERT INTO readings (device_pk, metric_id, ts, value, received_at, seq) "
-    "SELECT device_pk, metric_id, ts, value, received_at, seq FROM storage_stage"
+def _text(value: bytes) -> bytes:
+    return _LEN(len(value)) + value
+
+
+def encode_events(rows: list[Event], pks: dict[tuple[str, str], int]) -> tuple[bytes, int]:
+    """Binary COPY data of the events of known devices (columns `_EVENT_COLUMNS`), and their count."""
+    parts = [_SIGNATURE]
+    n = 0
+    for tenant, device, ts, event, attrs, rx, seq in rows:
+        pk = pks.get((tenant, device))
+        if pk is None:
+            continue
+        n += 1
+        parts += [_PREFIX(6, 8, pk, 8, ts - PG_EPOCH_US, 8, rx - PG_EPOCH_US),
+                  _NULL if seq is None else _SEQ(8, seq), _text(event.encode()),
+                  _LEN(len(attrs) + 1), b"\x01", attrs]  # jsonb: format version 1, then the text
+    parts.append(_TRAILER)
+    return b"".join(parts), n
+
+
+_EVENT_COLUMNS = "(device_pk, ts, received_at, seq, event, attrs)"
+_EVENT_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS events_stage (n bigserial, device_pk bigint, ts timestamptz, "
+    "received_at timestamptz, seq bigint, event text, attrs jsonb) ON COMMIT DELETE ROWS"
 )
-_FAST_DIRTY = (
-    "INSERT INTO rollup_dirty (device_pk, metric_id, bucket) "
-    "SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) FROM storage_stage"
-)
 
 
-def write_events(conn: psycopg.Connection, rows: list[tuple[str, str, int, str, str, int, int | None]],
-                 devices: DeviceIds) -> int:
-    """Insert events (tenant, device, ts_us, event, attrs_json, rx_us, seq) idempotently."""
+def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds) -> int:
+    """Insert events idempotently; return how many were new.
+
+    A binary COPY under a savepoint; a batch holding an event already stored (or one twice)
+    goes through a staging table and `ON CONFLICT DO NOTHING`, in the order received: the first
+    row of a key wins, as for stored rows.
+    """
     pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
-    data: list[tuple[Any, ...]] = [
-        (pks[(t, d)], from_us(ts), ev, attrs, from_us(rx), seq)
-        for t, d, ts, ev, attrs, rx, seq in rows if (t, d) in pks
-    ]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO events (device_pk, ts, event, attrs, received_at, seq) "
-            "VALUES (%s, %s, %s, %s::jsonb, %s, %s) ON CONFLICT DO NOTHING",
-            data,
-        )
-        return cur.rowcount if cur.rowcount >= 0 else len(data)
+    data, n = encode_events(rows, pks)
+    if not n:
+        return 0
+    cur = conn.cursor()
+    try:
+        with conn.transaction(), cur.copy(f"COPY events {_EVENT_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        return n
+    except psycopg.errors.UniqueViolation:
+        conn.execute(_EVENT_STAGE_DDL)
+        with cur.copy(f"COPY events_stage {_EVENT_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
+        inserted = conn.execute(
+            f"INSERT INTO events {_EVENT_COLUMNS} SELECT device_pk, ts, received_at, seq, event, attrs "
+            "FROM events_stage ORDER BY n ON CONFLICT DO NOTHING").rowcount
+        conn.execute("DELETE FROM events_stage")
+        return inserted
 
 
 def write_status(conn: psycopg.Connection, status: dict[tuple[str, str], tuple[str, int]],

@@ -20,7 +20,9 @@ from maillage.db.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
-ROLLUP_EVERY_S = 2.0
+ROLLUP_EVERY_S = 5.0
+ROLLUP_DUTY = 3.0  # the next refresh waits this many times as long as the last one took…
+ROLLUP_MAX_WAIT_S = 60.0  # …but never longer: queries redo the work of a longer wait themselves
 PARTITIONS_EVERY_S = 3600.0
 RETENTION_EVERY_S = 6 * 3600.0
 
@@ -41,10 +43,15 @@ class Maintenance:
                 log.info("created %d partitions", created)
             self._due["partitions"] = now + PARTITIONS_EVERY_S
         if now >= self._due["rollups"]:
-            # Drain the queue in passes; stop early when it is empty.
-            while rollups.refresh_rollups(conn) > 0:
+            # Another pass only while a pass was full (a backlog): a queue refilled by live
+            # traffic during a pass waits for the next tick, or the live buckets would be
+            # recomputed back to back, each time for a handful of new readings.
+            start = time.monotonic()
+            while rollups.refresh_rollups(conn) and rollups.saturated:
                 pass
-            self._due["rollups"] = time.monotonic() + ROLLUP_EVERY_S
+            took = time.monotonic() - start
+            wait = min(ROLLUP_MAX_WAIT_S, max(ROLLUP_EVERY_S, ROLLUP_DUTY * took))
+            self._due["rollups"] = time.monotonic() + wait
         if now >= self._due["retention"]:
             apply_retention(conn, datetime.now(UTC))
             self._due["retention"] = now + RETENTION_EVERY_S

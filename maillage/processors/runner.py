@@ -6,6 +6,10 @@ transaction), 2. the consumer commits the offsets of every record added. A crash
 replays the batch, which the sinks absorb idempotently; a failure in 1 stops the runner without
 committing offsets, so nothing is lost. The database work runs in a worker thread so that the
 consumer's heartbeats go on while PostgreSQL is slow (back-pressure instead of a group eviction).
+
+A sink that can `detach()` its buffers (`BatchSink`) has its batch written while the runner
+fetches and decodes the next one: at most one batch is in flight, batches are written in order,
+and the offsets of a batch are committed only after its own write returned.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
@@ -32,6 +36,17 @@ class Sink(Protocol):
 
     def flush(self) -> None:
         """Commit everything added so far to the target; raise to stop the runner."""
+
+
+@runtime_checkable
+class BatchSink(Sink, Protocol):
+    """A sink whose buffered records can be handed over and written apart from new ones."""
+
+    def detach(self) -> Any:
+        """Take what was added so far as one batch (called on the event loop); None if empty."""
+
+    def write(self, batch: Any) -> None:
+        """Commit a detached batch to the target (called in a worker thread); raise to stop."""
 
 
 class _Checkpointer(ConsumerRebalanceListener):
@@ -58,18 +73,48 @@ class Runner:
         self._consumer: AIOKafkaConsumer | None = None
         self._uncommitted: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
+        self._in_flight: asyncio.Task[None] | None = None
         self.records = 0
 
     async def checkpoint(self) -> None:
-        """Flush the sink, then commit the offsets of what it took."""
+        """Flush the sink, then commit the offsets of what it took (nothing left in flight)."""
         async with self._lock:
+            await self._settle()
             if not self._uncommitted:
                 return
             await asyncio.to_thread(self.sink.flush)
-            offsets = {tp: OffsetAndMetadata(off + 1, "") for tp, off in self._uncommitted.items()}
-            assert self._consumer is not None
-            await self._consumer.commit(offsets)
+            await self._commit(self._uncommitted)
             self._uncommitted.clear()
+
+    async def _rotate(self) -> None:
+        """Hand the buffered batch to a background write; wait for the previous one first."""
+        if not isinstance(self.sink, BatchSink):
+            await self.checkpoint()
+            return
+        async with self._lock:
+            await self._settle()
+            if not self._uncommitted:
+                return
+            offsets = dict(self._uncommitted)
+            self._uncommitted.clear()
+            batch = self.sink.detach()
+            self._in_flight = asyncio.create_task(self._write(batch, offsets))
+
+    async def _write(self, batch: Any, offsets: dict[TopicPartition, int]) -> None:
+        assert isinstance(self.sink, BatchSink)
+        if batch is not None:
+            await asyncio.to_thread(self.sink.write, batch)
+        await self._commit(offsets)
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight; its failure is raised here (its offsets stay uncommitted)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _commit(self, last: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        await self._consumer.commit({tp: OffsetAndMetadata(off + 1, "") for tp, off in last.items()})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the last checkpoint runs before returning."""
@@ -98,9 +143,13 @@ class Runner:
                         self.records += len(records)
                 now = time.monotonic()
                 if self.sink.full() or (now - last) * 1000 >= self.flush_ms:
-                    await self.checkpoint()
+                    await self._rotate()
                     last = now
             await self.checkpoint()
         finally:
+            if self._in_flight is not None:  # a failed run: let the write in flight end
+                await asyncio.wait([self._in_flight])
+                if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
+                    log.warning("%s: a batch write failed too: %s", self.group_id, self._in_flight.exception())
             await consumer.stop()
             log.info("%s stopped after %d records", self.group_id, self.records)

@@ -1,14 +1,16 @@
 """The storage processor: envelopes from Kafka into PostgreSQL, idempotently, in large batches.
 
-Readings go through COPY into a temporary staging table, then one
-`INSERT … SELECT … ON CONFLICT DO NOTHING` keyed by (device, metric, measurement time): replayed
-records and MQTT redeliveries are absorbed, and the first value received for a key wins.
-Events, device status and DLQ records are written in the same transaction.
+Readings are kept as decoded envelopes (no per-reading Python objects) and written with one
+binary COPY into `readings` per batch (`writer.write_readings`); a batch holding a replayed
+record or an MQTT redelivery falls back to an idempotent insert where the first value received
+for a (device, metric, measurement time) wins. Events, device status and DLQ records are
+written in the same transaction.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,8 +28,22 @@ TOPICS = [topics.READINGS, topics.EVENTS, topics.STATUS, topics.DLQ]
 GROUP = "maillage-storage"
 
 
+@dataclass
+class Batch:
+    """Records taken from the sink's buffers, written in one transaction."""
+
+    readings: list[writer.Message] = field(default_factory=list)
+    rows: int = 0
+    events: list[writer.Event] = field(default_factory=list)
+    status: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    rejected: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.readings or self.events or self.status or self.rejected)
+
+
 class StorageSink:
-    """Buffers records by kind; `flush()` writes them all in one transaction."""
+    """Buffers records by kind; `flush()` (or `write(detach())`) writes them in one transaction."""
 
     def __init__(self, database_url: str, max_rows: int = 20_000) -> None:
         self.database_url = database_url
@@ -36,10 +52,8 @@ class StorageSink:
         self._listen: psycopg.Connection | None = None
         self.devices = writer.DeviceIds()
         self.metrics = writer.MetricIds()
-        self._readings: list[tuple[str, str, str, int, float, int, int | None]] = []
-        self._events: list[tuple[str, str, int, str, str, int, int | None]] = []
-        self._status: dict[tuple[str, str], tuple[str, int]] = {}
-        self._rejected: list[tuple[Any, ...]] = []
+        self.last_seen = writer.LastSeen()
+        self._batch = Batch()
         self.stored = 0
         self.duplicates = 0
 
@@ -69,9 +83,10 @@ class StorageSink:
         """Decode one record into the buffer of its kind (no validation: the gateway did it)."""
         value = record.value
         assert value is not None
+        b = self._batch
         if record.topic == topics.DLQ:
             rec = DlqRecord.from_kafka(value)
-            self._rejected.append((rec.received_at, rec.mqtt_topic, rec.tenant, rec.device_id,
+            b.rejected.append((rec.received_at, rec.mqtt_topic, rec.tenant, rec.device_id,
                                    rec.reason, rec.detail, rec.payload,
                                    f"{record.topic}[{record.partition}]@{record.offset}"))
             return
@@ -79,59 +94,70 @@ class StorageSink:
         tenant, device, ts, rx, seq = d["tenant"], d["device_id"], d["ts"], d["rx"], d.get("seq")
         kind = d.get("kind", "reading")
         if kind == "status":
-            prev = self._status.get((tenant, device))
+            prev = b.status.get((tenant, device))
             if prev is None or prev[1] <= ts:
-                self._status[(tenant, device)] = (d["event"], ts)
+                b.status[(tenant, device)] = (d["event"], ts)
             return
         if kind in ("event", "ack"):
             attrs = d.get("attrs") or {}
             if d.get("values"):
                 attrs = {**attrs, "values": d["values"]}
-            self._events.append((tenant, device, ts, d.get("event") or kind,
-                                 orjson.dumps(attrs).decode(), rx, seq))
+            b.events.append((tenant, device, ts, d.get("event") or kind,
+                             orjson.dumps(attrs), rx, seq))
             return
-        for metric, val in d["values"].items():
-            self._readings.append((tenant, device, metric, ts, val, rx, seq))
+        values = d["values"]
+        if values:
+            b.readings.append((tenant, device, ts, rx, seq, values))
+            b.rows += len(values)
         status = (d.get("attrs") or {}).get("status")
         if status is not None:  # a lamp's ok / lampFailure / …: kept as an event of its own
-            self._events.append((tenant, device, ts, "lamp_status",
-                                 orjson.dumps({"status": status}).decode(), rx, seq))
+            b.events.append((tenant, device, ts, "lamp_status",
+                             orjson.dumps({"status": status}), rx, seq))
 
     def full(self) -> bool:
-        return len(self._readings) >= self.max_rows
+        return self._batch.rows >= self.max_rows
+
+    def detach(self) -> Batch | None:
+        """Hand over what was added so far (for `write` in another thread); None when empty."""
+        batch, self._batch = self._batch, Batch()
+        return batch if batch else None
 
     def flush(self) -> None:
         """Write the buffers in one transaction, then clear them."""
-        if not (self._readings or self._events or self._status or self._rejected):
-            return
+        batch = self._batch
+        if batch:
+            self.write(batch)  # raises with the buffers kept
+        self._batch = Batch()
+
+    def write(self, batch: Batch) -> None:
+        """Write one batch in one transaction; raise (nothing stored) on failure."""
         conn = self._connection()
+        seen: dict[int, int] = {}
         try:
             self._forget_changed_devices()
             with conn.transaction():
-                if self._readings:
-                    inserted = writer.write_readings(conn, self._readings, self.devices, self.metrics)
-                    dup = len(self._readings) - inserted
+                if batch.readings:
+                    inserted, seen = writer.write_readings(conn, batch.readings, self.devices,
+                                                           self.metrics, self.last_seen)
+                    dup = batch.rows - inserted
                     STORED_ROWS.labels("readings").inc(inserted)
                     DUPLICATE_ROWS.labels("readings").inc(dup)
                     self.stored += inserted
                     self.duplicates += dup
-                if self._events:
-                    n = writer.write_events(conn, self._events, self.devices)
+                if batch.events:
+                    n = writer.write_events(conn, batch.events, self.devices)
                     STORED_ROWS.labels("events").inc(n)
-                if self._status:
-                    writer.write_status(conn, self._status, self.devices)
-                if self._rejected:
-                    n = writer.write_rejected(conn, self._rejected)
+                if batch.status:
+                    writer.write_status(conn, batch.status, self.devices)
+                if batch.rejected:
+                    n = writer.write_rejected(conn, batch.rejected)
                     STORED_ROWS.labels("rejected").inc(n)
         except psycopg.OperationalError:
             conn.close()  # reconnect next time; the runner stops without committing offsets
             if self._listen is not None:
                 self._listen.close()
             raise
-        self._readings.clear()
-        self._events.clear()
-        self._status.clear()
-        self._rejected.clear()
+        self.last_seen.written(seen)
 
     def close(self) -> None:
         for conn in (self._conn, self._listen):

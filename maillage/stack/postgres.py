@@ -51,10 +51,11 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | stat.S_IXOTH)
 
 
-def start(directory: Path, port: int, *, durable: bool = True) -> tuple[ManagedProcess, str]:
+def start(directory: Path, port: int, *, durable: bool = True,
+          extra: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     """Init (first time) and start PostgreSQL on 127.0.0.1:port; return the process and its URL.
 
-    `durable=False` (tests only) turns fsync off for speed.
+    `durable=False` (tests only) turns fsync off for speed; `extra` overrides settings.
     """
     bindir = pg_bin_dir()
     user = _system_user()
@@ -75,9 +76,12 @@ def start(directory: Path, port: int, *, durable: bool = True) -> tuple[ManagedP
     settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
                 "-c", f"unix_socket_directories={directory}", "-c", "max_connections=200",
                 "-c", "shared_buffers=256MB", "-c", "max_wal_size=2GB",
-                "-c", "timezone=UTC", "-c", "log_min_messages=warning"]
+                "-c", "timezone=UTC", "-c", "log_min_messages=warning",
+                "-c", "shared_preload_libraries=pg_stat_statements"]
     if not durable:
         settings += ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+    for key, value in (extra or {}).items():
+        settings += ["-c", f"{key}={value}"]
     proc = ManagedProcess(
         name="postgres",
         argv=[str(bindir / "postgres"), "-D", str(directory), *settings],

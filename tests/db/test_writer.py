@@ -16,9 +16,7 @@ T0 = datetime(2025, 12, 1, tzinfo=UTC)
 
 
 def _queued(conn: psycopg.Connection, pk: int) -> int:
-    row = conn.execute("SELECT count(*) FROM rollup_dirty WHERE device_pk = %s", (pk,)).fetchone()
-    assert row is not None
-    return int(row[0])
+    return len(rollups.queued(conn, pk))
 
 
 def test_first_value_received_wins(
@@ -54,7 +52,11 @@ def test_write_staged_from_a_storage_processor_table(
         assert write_staged(conn, staging_table="my_stage") == 6
         assert conn.execute("SELECT count(*) FROM my_stage").fetchone() == (0,)
     assert _queued(conn, pk) == 4  # 00:00, 00:15, 00:30, 00:45
-    rollups.refresh_devices(conn, [pk])
+    assert rollups.refresh_devices(conn, [pk]) == 4  # a query's refresh: computed, left queued
+    assert conn.execute("SELECT count(*) FROM rollup_15m WHERE device_pk = %s", (pk,)).fetchone() == (4,)
+    assert _queued(conn, pk) == 4
+    while rollups.refresh_rollups(conn):
+        pass
     assert _queued(conn, pk) == 0
 
 

@@ -108,3 +108,65 @@ def test_no_commit_when_the_sink_fails(services) -> None:  # type: ignore[no-unt
         assert healthy.flushed == [f"r{i}".encode() for i in range(20)]
 
     asyncio.run(scenario())
+
+
+class BatchListSink(ListSink):
+    """A sink with detach/write: its batches are written while the runner fetches on."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.batches: list[list[bytes]] = []
+        self.committed_after: list[int] = []
+
+    def full(self) -> bool:
+        return len(self.buffer) >= 7
+
+    def detach(self) -> list[bytes] | None:
+        batch, self.buffer = self.buffer, []
+        return batch or None
+
+    def write(self, batch: list[bytes]) -> None:
+        if self.fail_at is not None and len(self.flushed) + len(batch) > self.fail_at:
+            raise RuntimeError("database down")
+        self.batches.append(batch)
+        self.flushed += batch
+
+
+def test_overlapped_writes_commit_in_order_after_their_batch(services) -> None:  # type: ignore[no-untyped-def]
+    """Batches written in the background: all in order, each once; the committed offset covers all."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 60)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        sink = BatchListSink()
+        runner = Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                        sink=sink, flush_ms=100, max_records=5)
+        err = await _run_until(runner, sink, 60)
+        assert err is None
+        assert sink.flushed == [f"r{i}".encode() for i in range(60)]
+        assert len(sink.batches) > 1
+        assert await _committed(services.kafka_bootstrap, group, topic) == 60
+
+    asyncio.run(scenario())
+
+
+def test_overlapped_write_failure_commits_nothing_past_it(services) -> None:  # type: ignore[no-untyped-def]
+    """A background write fails: the runner stops, offsets stay at the last written batch."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 40)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        failing = BatchListSink(fail_at=20)
+        err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                                      sink=failing, flush_ms=100, max_records=5), failing, 40)
+        assert isinstance(err, RuntimeError)
+        committed = await _committed(services.kafka_bootstrap, group, topic)
+        assert committed is not None and committed <= len(failing.flushed) <= 20
+        healthy = BatchListSink()
+        err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                                      sink=healthy, flush_ms=100), healthy, 40 - committed)
+        assert err is None
+        assert failing.flushed[:committed] + healthy.flushed == [f"r{i}".encode() for i in range(40)]
+
+    asyncio.run(scenario())
