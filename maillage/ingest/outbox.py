@@ -2,16 +2,17 @@
 
 `producer.send()` per record costs about 12 µs of CPU (a coroutine, a future, the partitioner's
 pure-Python murmur2, the accumulator's bookkeeping); appending to a batch builder costs 0.5 µs.
-So records are appended to a *generation*: one `BatchBuilder` per (topic, partition), filled
-for at most `linger_s` (or until `max_messages` MQTT messages), then handed to the producer with
-one `send_batch()` per partition. A generation's acknowledgement tokens (which MQTT messages to
-PUBACK) are released once Kafka acknowledged every one of its batches, generation after
-generation, in order.
+So records are appended to a *generation*: one `BatchBuilder` per (topic, partition), handed to
+the producer with one `send_batch()` per partition as soon as Kafka has room for it. A
+generation's acknowledgement tokens (which MQTT messages to PUBACK) are released once Kafka
+acknowledged every one of its batches, generation after generation, in order.
 
 At most `max_unacked` generations are submitted and not yet acknowledged: aiokafka keeps one
 produce request in flight per broker and one queued batch per partition, so a third one would
-only wait inside the producer. Meanwhile the next generation keeps filling, which makes batches
-grow with the load and the per-batch cost (about 30 µs) fade per record.
+only wait inside the producer. Meanwhile the next generation keeps filling: batches grow with
+the load and the per-batch cost (about 30 µs) fades per record. There is no linger timer: the
+caller decides how often records come (the gateway reads MQTT every few milliseconds, and one
+read makes one generation when Kafka keeps up), and every timer wake-up has its cost.
 
 Partitions are Kafka's default ones (murmur2 of the key, as the Java client computes it), so
 consumers and a real Apache Kafka deployment agree; the hash of each key is cached.
@@ -57,7 +58,6 @@ class Generation(Generic[T]):
     tokens: list[T] = field(default_factory=list)
     messages: int = 0
     records: int = 0
-    started: float = 0.0
 
     @property
     def empty(self) -> bool:
@@ -73,23 +73,18 @@ class Outbox(Generic[T]):
     """
 
     def __init__(self, producer: AIOKafkaProducer, topics: Iterable[str],
-                 on_acked: Callable[[list[T]], None], *, linger_s: float = 0.025,
-                 max_messages: int = 2_000, max_unacked: int = 2,
+                 on_acked: Callable[[list[T]], None], *, max_unacked: int = 2,
                  partitioner: KeyPartitioner | None = None) -> None:
         self._producer = producer
         self._topics = tuple(topics)
         self._on_acked = on_acked
-        self.linger_s = linger_s
-        self.max_messages = max_messages
         self._partitioner = partitioner or KeyPartitioner()
         self._partitions: dict[str, int] = {}
         self._gen: Generation[T] = Generation()
         self._ready = asyncio.Event()  # the current generation has something
-        self._full = asyncio.Event()  # ... and should go now (full, or draining)
         self._slots = asyncio.Semaphore(max_unacked)
         self._submitted: asyncio.Queue[tuple[list[asyncio.Future[Any]], list[T]]] = asyncio.Queue()
         self._unacked = 0  # generations submitted, not yet acknowledged
-        self._draining = False
         self.acked_generations = 0
 
     async def start(self) -> None:
@@ -118,18 +113,14 @@ class Outbox(Generic[T]):
         """Count `messages` MQTT messages whose records were all added; release `token` with them."""
         gen = self._gen
         if not gen.tokens:  # the first message of this generation
-            gen.started = time.monotonic()
             self._ready.set()
         gen.tokens.append(token)
         gen.messages += messages
-        if gen.messages >= self.max_messages:
-            self._full.set()
 
     def discard_current(self) -> None:
         """Forget the generation being filled (its messages were not all converted)."""
         self._gen = Generation()
         self._ready.clear()
-        self._full.clear()
 
     @property
     def pending(self) -> int:
@@ -155,17 +146,9 @@ class Outbox(Generic[T]):
 
     async def _submit_next(self) -> None:
         await self._ready.wait()
-        if not self._draining and not self._full.is_set():
-            wait = self._gen.started + self.linger_s - time.monotonic()
-            if wait > 0:
-                try:
-                    await asyncio.wait_for(self._full.wait(), wait)
-                except TimeoutError:
-                    pass
         await self._slots.acquire()
         gen, self._gen = self._gen, Generation()
         self._ready.clear()
-        self._full.clear()
         self._unacked += 1
         send_batch = self._producer.send_batch
         futures = []
@@ -186,9 +169,7 @@ class Outbox(Generic[T]):
             self._on_acked(tokens)
 
     async def drain(self, timeout: float) -> bool:
-        """Submit what is being filled at once and wait for every acknowledgement (at stop)."""
-        self._draining = True
-        self._full.set()
+        """Wait until everything added was acknowledged (at stop); False after `timeout`."""
         deadline = time.monotonic() + timeout
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import mqtt5
 
@@ -45,10 +46,12 @@ class MqttConnection(asyncio.Protocol):
     """A connected MQTT v5 session. Create it with `MqttConnection.connect(...)`."""
 
     def __init__(self, on_publish: PublishHandler | None, on_ack: AckHandler | None,
-                 receive_max: int = 65535) -> None:
+                 receive_max: int = 65535, read_interval: float = 0.0) -> None:
         self._on_publish = on_publish
         self._on_ack = on_ack
         self._receive_max = receive_max
+        self._read_interval = read_interval
+        self._resting = False  # coalescing: leaving the socket alone for `read_interval`
         self._unacked = 0  # QoS 1 deliveries received, not yet acknowledged
         self._flow_paused = False  # too many unacknowledged: not reading until some are
         self._user_paused = False
@@ -68,12 +71,18 @@ class MqttConnection(asyncio.Protocol):
                       password: str | None = None, clean_start: bool = True,
                       session_expiry: int = 0, keep_alive: int = 30, receive_max: int = 65535,
                       will: mqtt5.Will | None = None, on_publish: PublishHandler | None = None,
-                      on_ack: AckHandler | None = None,
+                      on_ack: AckHandler | None = None, read_interval: float = 0.0,
                       timeout: float = 10.0) -> tuple[MqttConnection, mqtt5.ConnAckPacket]:
-        """Open the TCP connection and the MQTT session; raise MqttError when refused."""
+        """Open the TCP connection and the MQTT session; raise MqttError when refused.
+
+        `read_interval` (seconds) coalesces reads: after each chunk the socket is left alone that
+        long, so that under load one chunk carries many packets (one wake-up, one `recv()` and
+        one `on_publish` call for all of them) for at most that much added latency.
+        """
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: cls(on_publish, on_ack, receive_max), host, port), timeout)
+            loop.create_connection(lambda: cls(on_publish, on_ack, receive_max, read_interval),
+                                   host, port), timeout)
         conn._connack = loop.create_future()
         conn._write(mqtt5.ConnectPacket(
             client_id, username=username,
@@ -151,13 +160,18 @@ class MqttConnection(asyncio.Protocol):
 
     @property
     def reading(self) -> bool:
+        """Not held back by `pause_reading()` nor by unacknowledged deliveries."""
         return not (self._user_paused or self._flow_paused)
+
+    def _rested(self) -> None:
+        self._resting = False
+        self._update_reading()
 
     def _update_reading(self) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if self.reading:
+        if self.reading and not self._resting:
             if not transport.is_reading():
                 transport.resume_reading()
         elif transport.is_reading():
@@ -182,8 +196,8 @@ class MqttConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's do not subclass asyncio.Transport: no isinstance check).
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._keepalive is not None:
@@ -230,6 +244,10 @@ class MqttConnection(asyncio.Protocol):
         if self._unacked >= self._receive_max and not self._flow_paused:
             self._flow_paused = True
             self._update_reading()
+        if self._read_interval and not self._resting and len(data) < _BIG_READ:
+            self._resting = True
+            self._update_reading()
+            asyncio.get_running_loop().call_later(self._read_interval, self._rested)
         if publishes and self._on_publish is not None:
             self._on_publish(publishes)
         if acks and self._on_ack is not None:
@@ -276,5 +294,7 @@ class MqttConnection(asyncio.Protocol):
 
 
 _PINGREQ = mqtt5.PingReqPacket().write()
+_BIG_READ = 128 * 1024
+"""A chunk this large (asyncio reads up to 256 KiB) suggests more is waiting: read on, no rest."""
 _PUBACK_HEAD = b"\x40\x02"
 """PUBACK, remaining length 2: reason "success" in its short form (the reason code left out)."""

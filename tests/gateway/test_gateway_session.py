@@ -93,7 +93,7 @@ def setup(services: Any, db_url: str) -> tuple[GatewayConfig, str, Any]:
         mqtt_host="127.0.0.1", mqtt_port=services.mqtt_port, mqtt_username=GATEWAY_USER,
         mqtt_password=services.mqtt_creds.gateway_password, kafka_bootstrap=services.kafka_bootstrap,
         database_url=db_url, client_id=f"gw-test-{uuid.uuid4().hex[:6]}", shared=False,
-        linger_ms=5, batch_messages=50, receive_max=200, max_future=timedelta(days=10_000))
+        read_interval_ms=2, receive_max=200, max_future=timedelta(days=10_000))
     return config, tenant, creds
 
 
@@ -134,9 +134,13 @@ def test_reconnects_to_its_session_and_stops_cleanly(setup: Any, services: Any,
                     await asyncio.sleep(0.05)
             await dev.send(range(600, 700))
             seqs = await _kafka_seqs(config.kafka_bootstrap, tenant, 700)
+        # Everything is in Kafka; once the connection holds nothing unacknowledged for a while
+        # (redeliveries after the reconnect included), stopping must leave nothing behind.
         async with asyncio.timeout(20):
-            while gw.handled < 700:
-                await asyncio.sleep(0.05)
+            quiet = 0
+            while quiet < 5:
+                await asyncio.sleep(0.1)
+                quiet = quiet + 1 if gw._conn is not None and gw._conn.unacked == 0 else 0
         stop.set()
         await asyncio.wait_for(serving, 30)
         return seqs, gw.handled, await _unacked_in_session(services, config.client_id)

@@ -74,7 +74,7 @@ def test_one_batch_per_partition_and_tokens_released_in_order() -> None:
         producer = FakeProducer(partitions=4)
         acked: list[list[str]] = []
         box: Outbox[str] = Outbox(producer, ["a", "b"], acked.append,  # type: ignore[arg-type]
-                                  linger_s=0.05, max_messages=1000, max_unacked=2)
+                                  max_unacked=2)
         await box.start()
         runner = asyncio.create_task(box.run())
         part = KeyPartitioner()
@@ -108,16 +108,16 @@ def test_one_batch_per_partition_and_tokens_released_in_order() -> None:
     asyncio.run(run())
 
 
-def test_at_most_max_unacked_generations_at_kafka_and_full_generations_go_at_once() -> None:
+def test_at_most_max_unacked_generations_at_kafka() -> None:
     async def run() -> None:
         producer = FakeProducer(partitions=1)
         acked: list[list[int]] = []
         box: Outbox[int] = Outbox(producer, ["a"], acked.append,  # type: ignore[arg-type]
-                                  linger_s=10.0, max_messages=3, max_unacked=2)
+                                  max_unacked=2)
         await box.start()
         runner = asyncio.create_task(box.run())
         for gen in range(3):
-            for i in range(3):  # full at 3 messages: no 10 s linger
+            for i in range(3):
                 box.add("a", b"k", b"%d" % (gen * 3 + i), 0)
                 box.note(gen * 3 + i, 1)
             await asyncio.sleep(0.01)
@@ -138,8 +138,7 @@ def test_full_batch_continues_in_another_one_for_the_same_partition() -> None:
     async def run() -> None:
         producer = FakeProducer(partitions=1, batch_bytes=300)
         acked: list[list[int]] = []
-        box: Outbox[int] = Outbox(producer, ["a"], acked.append,  # type: ignore[arg-type]
-                                  linger_s=0.0, max_messages=100)
+        box: Outbox[int] = Outbox(producer, ["a"], acked.append)  # type: ignore[arg-type]
         await box.start()
         runner = asyncio.create_task(box.run())
         for i in range(10):
@@ -160,8 +159,7 @@ def test_kafka_failure_stops_the_outbox_and_releases_nothing_more() -> None:
     async def run() -> None:
         producer = FakeProducer(partitions=1)
         acked: list[list[int]] = []
-        box: Outbox[int] = Outbox(producer, ["a"], acked.append,  # type: ignore[arg-type]
-                                  linger_s=0.0, max_messages=100)
+        box: Outbox[int] = Outbox(producer, ["a"], acked.append)  # type: ignore[arg-type]
         await box.start()
         runner = asyncio.create_task(box.run())
         box.add("a", b"k", b"v", 0)
@@ -175,12 +173,11 @@ def test_kafka_failure_stops_the_outbox_and_releases_nothing_more() -> None:
     asyncio.run(run())
 
 
-def test_drain_sends_at_once_and_waits_for_the_acks() -> None:
+def test_drain_waits_for_the_acks() -> None:
     async def run() -> None:
         producer = FakeProducer(partitions=2)
         acked: list[list[int]] = []
-        box: Outbox[int] = Outbox(producer, ["a"], acked.append,  # type: ignore[arg-type]
-                                  linger_s=60.0, max_messages=10**6)
+        box: Outbox[int] = Outbox(producer, ["a"], acked.append)  # type: ignore[arg-type]
         await box.start()
         runner = asyncio.create_task(box.run())
         box.add("a", b"k1", b"v", 0)
@@ -188,6 +185,7 @@ def test_drain_sends_at_once_and_waits_for_the_acks() -> None:
         box.note(8, 1)  # a message that made no record (nothing to produce, still acknowledged)
         drained = asyncio.create_task(box.drain(5))
         await _until(lambda: producer.sent)
+        assert not drained.done()
         producer.release(0)
         assert await drained
         assert acked == [[7, 8]]
