@@ -88,6 +88,9 @@ class Inbound:
     received_at: float
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = [timedelta(microseconds=i) for i in range(4096)]
+_N_MICROS = len(_MICROS)
 _Token = tuple[int, list[int], int]
 """What a converted chunk leaves to acknowledge: (connection epoch, packet ids, messages)."""
 
@@ -155,6 +158,7 @@ class Gateway:
         self._tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self._values = 0
         self._tally_at = 0.0
+        self._last_rx_us = 0
 
     # --- one message -------------------------------------------------------------------------
 
@@ -191,26 +195,34 @@ class Gateway:
 
     def _convert(self, epoch: int, received_s: float, packets: list[mqtt5.PublishPacket],
                  outbox: Outbox[_Token]) -> None:
-        """A chunk's messages -> records in the outbox, and its packet ids to acknowledge."""
-        received = datetime.fromtimestamp(received_s, UTC)
-        timestamp_ms = int(received_s * 1000)
+        """A chunk's messages -> records in the outbox, and its packet ids to acknowledge.
+
+        Receive times are the chunk's plus one microsecond per message, and never go back: they
+        stay unique per gateway, as a device's measurement time may be its receive time (TIC
+        historique frames carry none) and a device may send several messages in one chunk.
+        """
+        base_us = max(int(received_s * 1_000_000), self._last_rx_us + 1)
+        self._last_rx_us = base_us + len(packets)
+        base = _EPOCH + timedelta(microseconds=base_us)
+        timestamp_ms = base_us // 1000
         add = outbox.add
         records = self._records
         pids: list[int] = []
         n = 0
-        for packet in packets:
+        for i, packet in enumerate(packets):
             topic = packet.topic
-            if topic[0] == "$":
+            if topic[:1] == "$":  # the broker's own ($SYS), not a device's
                 if topic == DROPPED_TOPIC:
                     self._watch_dropped(packet.payload)
-                continue
-            for kafka_topic, key, value in records(topic, packet.payload, received):
-                add(kafka_topic, key, value, timestamp_ms)
+            else:
+                received = base + (_MICROS[i] if i < _N_MICROS else timedelta(microseconds=i))
+                for kafka_topic, key, value in records(topic, packet.payload, received):
+                    add(kafka_topic, key, value, timestamp_ms)
+                n += 1
             pid = packet.packet_id
             if pid:  # QoS 1 (QoS 0 messages have none and are not acknowledged)
                 pids.append(pid)
-            n += 1
-        if n:
+        if n or pids:
             outbox.note((epoch, pids, n), n)
 
     def _acked(self, tokens: list[_Token]) -> None:
