@@ -7,13 +7,13 @@ acknowledges each QoS 1 message only after Kafka acknowledged every record made 
 DLQ record). A crash before that means the broker redelivers: duplicates are possible, loss is
 not; the storage processor's idempotent writer absorbs the duplicates.
 
-One thread, one asyncio loop: the MQTT connection (`maillage.mqtt`) hands over the PUBLISH
-packets of each socket chunk at once; they are converted together (one receive time per chunk)
-into records appended to the `Outbox`, which produces them as one Kafka batch per partition and
-hands back the chunk's packet ids once Kafka has everything: one write PUBACKs them all.
-Back-pressure is MQTT v5's receive maximum: the broker sends at most `receive_max` messages not
-yet acknowledged, and queues the rest (never drops: see the Mosquitto config) until Kafka
-catches up.
+One thread, one asyncio loop: the MQTT connection (`maillage.mqtt`) reads its socket every
+`read_interval_ms` under load and hands over the PUBLISH packets of each chunk at once; they are
+converted together into records appended to the `Outbox`, which produces them as one Kafka batch
+per partition and hands back the chunk's packet ids once Kafka has everything: one write PUBACKs
+them all. Back-pressure is MQTT v5's receive maximum, which the connection enforces itself: at
+`receive_max` unacknowledged messages it stops reading, and the broker queues the rest (never
+drops: see the Mosquitto config) until Kafka catches up.
 
 Several gateways share the load through the `$share/maillage-gateway/...` subscription, each with
 its own persistent session (`maillage-gateway-{instance}`); Mosquitto 2.0 keeps a stopped
