@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import mqtt5
 from aiokafka import AIOKafkaProducer
@@ -264,7 +265,7 @@ class Gateway:
         subs = [(t, 1) for t in topics.gateway_subscriptions(cfg.shared)] + [(DROPPED_TOPIC, 0)]
         first, longest = RECONNECT_DELAYS
         delay = first
-        stopping = asyncio.ensure_future(stop.wait())
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
                 self._epoch += 1

@@ -61,14 +61,13 @@ def test_receive_times_are_unique_and_increasing_within_and_across_chunks() -> N
 def test_broker_messages_are_watched_not_produced_and_qos1_ones_are_still_acknowledged() -> None:
     gw, seen = _gateway()
     box = FakeOutbox()
-    gw._convert(3, 1e9, [  # type: ignore[arg-type]
-        mqtt5.PublishPacket(DROPPED_TOPIC, b"7", qos=mqtt5.QoS.AT_MOST_ONCE),
-        _publish(11), _publish(0, qos=0),
-        mqtt5.PublishPacket("$SYS/other", b"x", qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=12),
-    ], box)
+    chunk = [mqtt5.PublishPacket(DROPPED_TOPIC, b"7", qos=mqtt5.QoS.AT_MOST_ONCE),
+             _publish(11), _publish(0, qos=0),
+             mqtt5.PublishPacket("$SYS/other", b"x", qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=12)]
+    gw._convert(3, 1e9, chunk, box)  # type: ignore[arg-type]
     assert gw._dropped_seen == 7
     assert len(box.records) == len(seen) == 2  # the two device messages
     assert box.tokens == [((3, [11, 12], 2), 2)]
-    gw._convert(3, 1e9, [mqtt5.PublishPacket(DROPPED_TOPIC, b"7", qos=mqtt5.QoS.AT_MOST_ONCE)],
-                box)  # type: ignore[arg-type]
+    sys_only = [mqtt5.PublishPacket(DROPPED_TOPIC, b"7", qos=mqtt5.QoS.AT_MOST_ONCE)]
+    gw._convert(3, 1e9, sys_only, box)  # type: ignore[arg-type]
     assert len(box.tokens) == 1  # nothing to produce nor acknowledge

@@ -19,7 +19,7 @@ from maillage import topics
 from maillage.ingest.gateway import Gateway, GatewayConfig
 from maillage.mqtt import SESSION_KEPT, MqttConnection
 from maillage.registry.devices import register
-from maillage.registry.models import DeviceSpec
+from maillage.registry.models import DeviceSpec, DeviceType
 from maillage.registry.tenants import add_tenant
 from maillage.stack import kafka
 from maillage.stack.dynsec import DynsecClient
@@ -88,7 +88,7 @@ def setup(services: Any, db_url: str) -> tuple[GatewayConfig, str, Any]:
         add_tenant(conn, tenant_id=tenant)
     with psycopg.connect(db_url) as conn, DynsecClient("127.0.0.1", services.mqtt_port, ADMIN_USER,
                                                       services.mqtt_creds.admin_password) as dyn:
-        (creds,) = register(conn, [(tenant, DeviceSpec(device_id="meter-1", type="meter"))], dynsec=dyn)
+        (creds,) = register(conn, [(tenant, DeviceSpec(device_id="meter-1", type=DeviceType.METER))], dynsec=dyn)
     config = GatewayConfig(
         mqtt_host="127.0.0.1", mqtt_port=services.mqtt_port, mqtt_username=GATEWAY_USER,
         mqtt_password=services.mqtt_creds.gateway_password, kafka_bootstrap=services.kafka_bootstrap,
