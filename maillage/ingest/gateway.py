@@ -1,15 +1,19 @@
 """The ingest gateway: MQTT in, Kafka out. I/O only: parsing lives in `maillage.ingest.formats`,
 the decisions (registry, relayed sensors, times) in `maillage.ingest.validate`; see docs/ingest.md.
 
-Delivery: the gateway holds a persistent MQTT session (clean session off) and acknowledges each
-QoS 1 message to the broker only after Kafka acknowledged every record made from it (or its DLQ
-record). A crash before that means the broker redelivers: duplicates are possible, loss is not;
-the storage processor's idempotent writer absorbs the duplicates.
+Delivery: the gateway holds a persistent MQTT v5 session (clean start off, session expiry
+"never", so the broker keeps the session and its queue while the gateway is away) and
+acknowledges each QoS 1 message only after Kafka acknowledged every record made from it (or its
+DLQ record). A crash before that means the broker redelivers: duplicates are possible, loss is
+not; the storage processor's idempotent writer absorbs the duplicates.
 
-Threads: paho runs its network loop in its own thread and only appends to an inbox; the asyncio
-loop drains the inbox in batches, produces to Kafka, and acknowledges in order once the batch's
-records are acknowledged. The inbox is bounded: when full, paho's thread waits, stops reading its
-socket, and the broker queues (never drops: see the Mosquitto config) until Kafka catches up.
+One thread, one asyncio loop: the MQTT connection (`maillage.mqtt`) reads its socket every
+`read_interval_ms` under load and hands over the PUBLISH packets of each chunk at once; they are
+converted together into records appended to the `Outbox`, which produces them as one Kafka batch
+per partition and hands back the chunk's packet ids once Kafka has everything: one write PUBACKs
+them all. Back-pressure is MQTT v5's receive maximum, which the connection enforces itself: at
+`receive_max` unacknowledged messages it stops reading, and the broker queues the rest (never
+drops: see the Mosquitto config) until Kafka catches up.
 
 Several gateways share the load through the `$share/maillage-gateway/...` subscription, each with
 its own persistent session (`maillage-gateway-{instance}`); Mosquitto 2.0 keeps a stopped
@@ -21,20 +25,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-import paho.mqtt.client as mqtt
+import mqtt5
 from aiokafka import AIOKafkaProducer
 
 from maillage import topics
 from maillage.envelope import DlqRecord
+from maillage.ingest.outbox import Outbox
 from maillage.ingest.registry_cache import RegistryCache
 from maillage.ingest.validate import Ingest
+from maillage.mqtt import SESSION_KEPT, MqttConnection, MqttError
 from maillage.observability import BROKER_DROPPED, DLQ_RECORDS, INGEST_MESSAGES, INGEST_READINGS
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 KIND_TOPIC = {"reading": topics.READINGS, "event": topics.EVENTS, "ack": topics.EVENTS,
                "status": topics.STATUS}
+RECONNECT_DELAYS = (0.2, 5.0)
+"""First and longest wait between two MQTT connection attempts (doubling in between)."""
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,14 +65,22 @@ class GatewayConfig:
     database_url: str
     client_id: str = "maillage-gateway-0"
     shared: bool = True
-    max_pending: int = 20_000
-    batch_size: int = 2_000
+    read_interval_ms: float = 50.0
+    """After each chunk read from MQTT, the socket is left alone this long: under load one read
+    brings hundreds of messages, converted and sent to Kafka as one generation. Each wake-up of
+    the process costs ~100 µs of CPU on a small VM, more than a message does."""
+    receive_max: int = 10_000
+    """MQTT v5 receive maximum: messages the broker sends (and the gateway holds) before they
+    are acknowledged. A read brings at most 256 KiB (~1,000 messages); two generations at
+    Kafka and one filling stay well under it, so it only bites when Kafka stalls."""
+    keep_alive: int = 30
+    kafka_batch_bytes: int = 1 << 20
     max_future: timedelta = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
 class Inbound:
-    """One MQTT message as the paho thread hands it over."""
+    """One MQTT message, for `Gateway.handle`."""
 
     topic: str
     payload: bytes
@@ -72,7 +89,11 @@ class Inbound:
     received_at: float
 
 
-_Inbound = Inbound  # the name the first tests used
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = [timedelta(microseconds=i) for i in range(4096)]
+_N_MICROS = len(_MICROS)
+_Token = tuple[int, list[int], int]
+"""What a converted chunk leaves to acknowledge: (connection epoch, packet ids, messages)."""
 
 
 class RejectLog:
@@ -126,44 +147,106 @@ class Gateway:
         self.registry = RegistryCache(config.database_url)
         self.ingest = Ingest(self.registry, max_future=config.max_future)
         self.rejects = RejectLog()
-        self._inbox: collections.deque[Inbound] = collections.deque()
-        self._slots = threading.BoundedSemaphore(config.max_pending)
+        self._inbox: collections.deque[tuple[int, float, list[mqtt5.PublishPacket]]] = collections.deque()
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_pending = False
-        self._connected = threading.Event()
-        self._client: mqtt.Client | None = None
+        self._epoch = 0  # bumped by every connection attempt: acks go back on their own connection
+        self._conn: MqttConnection | None = None  # the connection of `_conn_epoch`
+        self._conn_epoch = 0
+        self._early_acks: list[int] = []  # of the current epoch, before its connection was known
+        self._outbox: Outbox[_Token] | None = None
         self._dropped_seen: int | None = None
         self.handled = 0
         self._tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self._values = 0
+        self._last_rx_us = 0
 
-    # --- paho thread -------------------------------------------------------------------------
+    # --- one message -------------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            log.error("MQTT connection refused: %s", rc)
+    def handle(self, item: Inbound) -> list[tuple[str, bytes, bytes]]:
+        """One MQTT message -> the Kafka records (topic, key, value) to produce for it."""
+        return self._records(item.topic, item.payload, datetime.fromtimestamp(item.received_at, UTC))
+
+    def _records(self, topic: str, payload: bytes, received: datetime) -> list[tuple[str, bytes, bytes]]:
+        """Bad device data becomes one DLQ record (counted, logged without flooding); a registry
+        failure raises, so that the message is not acknowledged and comes back."""
+        outcome = self.ingest.convert(topic, payload, received)
+        rej = outcome.rejection
+        if rej is not None:
+            self._tally[(outcome.channel, "rejected")] += 1
+            DLQ_RECORDS.labels(rej.reason).inc()
+            self.rejects.rejected(rej.reason, topic, rej.detail, rej.error)
+            rec = DlqRecord(mqtt_topic=topic, tenant=rej.tenant, device_id=rej.device_id,
+                            received_at=received, reason=rej.reason, detail=rej.detail,
+                            payload=payload)
+            return [(topics.DLQ, rec.key, rec.to_kafka())]
+        self._tally[(outcome.channel, "accepted")] += 1
+        out = []
+        for env in outcome.envelopes:
+            self._values += len(env.values)
+            out.append((KIND_TOPIC[env.kind], env.key, env.to_kafka()))
+        return out
+
+    # --- MQTT side ---------------------------------------------------------------------------
+
+    def _received(self, epoch: int, packets: list[mqtt5.PublishPacket]) -> None:
+        """The PUBLISH packets of one socket chunk: queued for the converting loop."""
+        self._inbox.append((epoch, time.time(), packets))
+        self._wake.set()
+
+    def _convert(self, epoch: int, received_s: float, packets: list[mqtt5.PublishPacket],
+                 outbox: Outbox[_Token]) -> None:
+        """A chunk's messages -> records in the outbox, and its packet ids to acknowledge.
+
+        Receive times are the chunk's plus one microsecond per message, and never go back: they
+        stay unique per gateway, as a device's measurement time may be its receive time (TIC
+        historique frames carry none) and a device may send several messages in one chunk.
+        """
+        base_us = max(int(received_s * 1_000_000), self._last_rx_us + 1)
+        self._last_rx_us = base_us + len(packets)
+        base = _EPOCH + timedelta(microseconds=base_us)
+        timestamp_ms = base_us // 1000
+        add = outbox.add
+        records = self._records
+        pids: list[int] = []
+        n = 0
+        for i, packet in enumerate(packets):
+            topic = packet.topic
+            if topic[:1] == "$":  # the broker's own ($SYS), not a device's
+                if topic == DROPPED_TOPIC:
+                    self._watch_dropped(packet.payload)
+            else:
+                received = base + (_MICROS[i] if i < _N_MICROS else timedelta(microseconds=i))
+                for kafka_topic, key, value in records(topic, packet.payload, received):
+                    add(kafka_topic, key, value, timestamp_ms)
+                n += 1
+            pid = packet.packet_id
+            if pid:  # QoS 1 (QoS 0 messages have none and are not acknowledged)
+                pids.append(pid)
+        if n or pids:
+            outbox.note((epoch, pids, n), n)
+
+    def _acked(self, tokens: list[_Token]) -> None:
+        """Kafka has every record of these chunks: PUBACK them, in one write, on the connection
+        they came from (those of a lost connection come back from the session anyway)."""
+        pids: list[int] = []
+        for epoch, ids, n in tokens:
+            self.handled += n
+            if epoch == self._epoch:
+                pids.extend(ids)
+        if not pids:
             return
-        subs = [(t, 1) for t in topics.gateway_subscriptions(self.config.shared)]
-        client.subscribe(subs + [(DROPPED_TOPIC, 0)])
-        self._connected.set()
-        log.info("connected to MQTT %s:%s as %s (session present: %s)", self.config.mqtt_host,
-                 self.config.mqtt_port, self.config.client_id, flags.session_present)
+        conn = self._conn
+        if self._conn_epoch != self._epoch:  # still connecting: sent once the connection is known
+            self._early_acks.extend(pids)
+        elif conn is not None and conn.is_open:
+            conn.ack(pids)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        self._connected.clear()
-        if rc.is_failure:
-            log.warning("MQTT disconnected (%s); paho reconnects", rc)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == DROPPED_TOPIC:
-            self._watch_dropped(bytes(msg.payload))
-            return
-        self._slots.acquire()  # back-pressure: blocks the network thread while the inbox is full
-        self._inbox.append(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time()))
-        if not self._wake_pending and self._loop is not None:
-            self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._wake.set)
+    def _connected(self, conn: MqttConnection) -> None:
+        """The current attempt's connection is up: acks may go to it."""
+        self._conn, self._conn_epoch = conn, self._epoch
+        early, self._early_acks = self._early_acks, []
+        if early:
+            conn.ack(early)
 
     def _watch_dropped(self, payload: bytes) -> None:
         try:
@@ -176,34 +259,51 @@ class Gateway:
                       dropped - self._dropped_seen, dropped)
         self._dropped_seen = dropped
 
-    # --- asyncio side ------------------------------------------------------------------------
+    async def _stay_connected(self, stop: asyncio.Event) -> None:
+        """Connect, subscribe, and reconnect with backoff whenever the connection is lost."""
+        cfg = self.config
+        subs = [(t, 1) for t in topics.gateway_subscriptions(cfg.shared)] + [(DROPPED_TOPIC, 0)]
+        first, longest = RECONNECT_DELAYS
+        delay = first
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                self._epoch += 1
+                self._early_acks.clear()
+                try:
+                    conn, connack = await MqttConnection.connect(
+                        cfg.mqtt_host, cfg.mqtt_port, cfg.client_id, username=cfg.mqtt_username,
+                        password=cfg.mqtt_password, clean_start=False, session_expiry=SESSION_KEPT,
+                        keep_alive=cfg.keep_alive, receive_max=cfg.receive_max,
+                        read_interval=cfg.read_interval_ms / 1000,
+                        on_publish=partial(self._received, self._epoch))
+                    self._connected(conn)
+                    try:
+                        await conn.subscribe(subs)
+                    except BaseException:
+                        conn.abort()
+                        raise
+                except (OSError, MqttError, TimeoutError) as exc:
+                    log.warning("MQTT connection to %s:%s failed (%s); next attempt in %.1f s",
+                                cfg.mqtt_host, cfg.mqtt_port, exc or type(exc).__name__, delay)
+                    await asyncio.wait({stopping}, timeout=delay)
+                    delay = min(delay * 2, longest)
+                    continue
+                delay = first
+                log.info("connected to MQTT %s:%s as %s (session present: %s, receive maximum %d)",
+                         cfg.mqtt_host, cfg.mqtt_port, cfg.client_id, connack.session_present,
+                         cfg.receive_max)
+                await asyncio.wait({conn.closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not stop.is_set():
+                    log.warning("MQTT connection lost; reconnecting (unacknowledged messages come "
+                                "back from the session)")
+        finally:
+            stopping.cancel()
 
-    def handle(self, item: Inbound) -> list[tuple[str, bytes, bytes]]:
-        """One MQTT message -> the Kafka records (topic, key, value) to produce for it.
-
-        Bad device data becomes one DLQ record (counted, logged without flooding); a registry
-        failure raises, so that the message is not acknowledged and comes back.
-        """
-        received = datetime.fromtimestamp(item.received_at, UTC)
-        outcome = self.ingest.convert(item.topic, item.payload, received)
-        rej = outcome.rejection
-        if rej is not None:
-            self._tally[(outcome.channel, "rejected")] += 1
-            DLQ_RECORDS.labels(rej.reason).inc()
-            self.rejects.rejected(rej.reason, item.topic, rej.detail, rej.error)
-            rec = DlqRecord(mqtt_topic=item.topic, tenant=rej.tenant, device_id=rej.device_id,
-                            received_at=received, reason=rej.reason, detail=rej.detail,
-                            payload=item.payload)
-            return [(topics.DLQ, rec.key, rec.to_kafka())]
-        self._tally[(outcome.channel, "accepted")] += 1
-        out = []
-        for env in outcome.envelopes:
-            self._values += len(env.values)
-            out.append((KIND_TOPIC[env.kind], env.key, env.to_kafka()))
-        return out
+    # --- the loop ----------------------------------------------------------------------------
 
     def _publish_tally(self) -> None:
-        """Counters go to Prometheus once per batch, not per message (they cost on the hot path)."""
+        """Counters go to Prometheus once per read (a few dozen times a second), not per message."""
         for (channel, outcome), n in self._tally.items():
             INGEST_MESSAGES.labels(channel, outcome).inc(n)
         self._tally.clear()
@@ -211,73 +311,92 @@ class Gateway:
             INGEST_READINGS.inc(self._values)
             self._values = 0
 
-    async def _ack_in_order(self, pending: asyncio.Queue[tuple[list[asyncio.Future[Any]], list[Inbound]] | None]) -> None:
-        """Await each batch's Kafka acknowledgements, then PUBACK its messages, batch after batch."""
-        assert self._client is not None
-        while (entry := await pending.get()) is not None:
-            futures, items = entry
-            await asyncio.gather(*futures)  # raises on a Kafka failure: no PUBACK, redelivery
-            for item in items:
-                if item.qos > 0:
-                    self._client.ack(item.mid, item.qos)
-                self._slots.release()
-            self.handled += len(items)
+    async def _tick(self, every_s: float = 1.0) -> None:
+        """Wake the loop now and then: the reject log's window closes even when idle."""
+        while True:
+            await asyncio.sleep(every_s)
+            self._wake.set()
+
+    async def _pump(self, stop: asyncio.Event, outbox: Outbox[_Token],
+                    watched: list[asyncio.Task[None]]) -> None:
+        """Convert what arrives until `stop`; raise if a watched task failed."""
+        inbox = self._inbox
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for task in watched:
+                if task.done():
+                    task.result()  # re-raise a Kafka failure
+                    if not stop.is_set():
+                        raise RuntimeError(f"the {task.get_name()} task stopped")
+            while inbox:
+                self._convert(*inbox.popleft(), outbox)
+            self.rejects.flush()
+            if self._tally:
+                self._publish_tally()
+            if stop.is_set():
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; raises when Kafka or the database fails."""
-        self._loop = asyncio.get_running_loop()
+        cfg = self.config
         n = self.registry.load()
         log.info("registry: %d devices", n)
-        producer = AIOKafkaProducer(bootstrap_servers=self.config.kafka_bootstrap, acks="all",
-                                    linger_ms=5, max_batch_size=512 * 1024,
-                                    request_timeout_ms=30_000)
+        producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka_bootstrap, acks="all",
+                                    max_batch_size=cfg.kafka_batch_bytes, request_timeout_ms=30_000)
         await producer.start()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
-        client.username_pw_set(self.config.mqtt_username, self.config.mqtt_password)
-        client.max_queued_messages_set(0)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type] # paho takes seconds as float
-        self._client = client
-        client.connect_async(self.config.mqtt_host, self.config.mqtt_port, keepalive=30)
-        client.loop_start()
-        pending: asyncio.Queue[Any] = asyncio.Queue(maxsize=8)
-        acker = asyncio.create_task(self._ack_in_order(pending))
-        stopper = asyncio.create_task(stop.wait())
+        outbox: Outbox[_Token] = Outbox(producer, {*KIND_TOPIC.values(), topics.DLQ}, self._acked)
+        self._outbox = outbox
+        tasks: list[asyncio.Task[None]] = []
+        clean = False
         try:
-            while not stop.is_set():
-                self.rejects.flush()
-                if not self._inbox:
-                    self._wake.clear()
-                    self._wake_pending = False
-                    if not self._inbox:
-                        waiter = asyncio.create_task(self._wake.wait())
-                        await asyncio.wait({waiter, stopper, acker}, timeout=self.rejects.window_s,
-                                           return_when=asyncio.FIRST_COMPLETED)
-                        waiter.cancel()
-                        if acker.done():
-                            acker.result()  # re-raise the Kafka failure
-                        continue
-                batch = [self._inbox.popleft() for _ in range(min(len(self._inbox), self.config.batch_size))]
-                futures = []
-                for item in batch:
-                    for topic, key, value in self.handle(item):
-                        futures.append(await producer.send(topic, value=value, key=key))
-                self._publish_tally()
-                await pending.put((futures, batch))
+            await outbox.start()
+            tasks = [asyncio.create_task(outbox.run(), name="kafka outbox"),
+                     asyncio.create_task(self._stay_connected(stop), name="mqtt session"),
+                     asyncio.create_task(self._tick(), name="ticker")]
+            wake = lambda _: self._wake.set()  # noqa: E731
+            for task in tasks:
+                task.add_done_callback(wake)
+            stopping = asyncio.ensure_future(stop.wait())
+            stopping.add_done_callback(wake)
+            try:
+                await self._pump(stop, outbox, tasks[:2])
+            finally:
+                stopping.cancel()
+            clean = True
         finally:
-            if not acker.done():
-                await pending.put(None)
-                try:
-                    await asyncio.wait_for(acker, 30)
-                except Exception:  # noqa: BLE001 - unacked messages are redelivered anyway
-                    log.exception("could not finish acknowledging")
-            stopper.cancel()
-            client.disconnect()
-            client.loop_stop()
+            await self._shutdown(outbox, tasks, clean)
             await producer.stop()
             self.registry.close()
             log.info("gateway stopped after %d messages", self.handled)
 
+    async def _shutdown(self, outbox: Outbox[_Token], tasks: list[asyncio.Task[None]],
+                        clean: bool) -> None:
+        """Stop reading, finish what was received (when nothing failed), PUBACK it, DISCONNECT."""
+        conn = self._conn
+        if conn is not None:
+            conn.pause_reading()
+        outboxing = tasks[0] if tasks else None
+        if clean:
+            try:
+                while self._inbox:
+                    self._convert(*self._inbox.popleft(), outbox)
+            except Exception:  # noqa: BLE001 - what is not acknowledged is redelivered
+                log.exception("could not convert the last messages received")
+                outbox.discard_current()
+        else:
+            outbox.discard_current()  # partly converted: the broker redelivers it
+        self._inbox.clear()
+        if outboxing is not None and not outboxing.done():
+            if not await outbox.drain(STOP_TIMEOUT_S):
+                log.error("Kafka did not acknowledge everything within %.0f s; the broker "
+                          "redelivers the rest", STOP_TIMEOUT_S)
+        self._publish_tally()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if conn is not None and conn.is_open:
+            try:
+                await asyncio.wait_for(conn.disconnect(), 5)
+            except (OSError, TimeoutError):
+                conn.abort()

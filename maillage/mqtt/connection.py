@@ -6,9 +6,13 @@ packet, its own thread), every chunk the socket delivers is decoded at once and 
 one list: the caller's cost is per chunk, not per packet. Acknowledgements are written in one
 `write()` per batch.
 
-Flow control is MQTT v5's: `receive_max` bounds the QoS 1 messages the broker sends before they
-are acknowledged, so a slow consumer makes the broker queue (never drop: see the Mosquitto
-config), and `pause_reading()` stops taking bytes from the socket altogether.
+Flow control: `receive_max` asks the broker (MQTT v5) to send at most that many QoS 1 messages
+before they are acknowledged. Mosquitto 2.0.11 with `max_queued_messages 0` honours it only for
+the first window (each PUBACK then releases a whole window of queued messages: measured in
+tests/gateway/test_gateway_session.py), so the connection also enforces it itself: once
+`receive_max` deliveries are unacknowledged it stops reading the socket, and resumes when `ack()`
+brings them down to half. TCP then holds the broker back, which queues (never drops: see the
+Mosquitto config). `pause_reading()` stops reading altogether (at shutdown).
 
 Reconnecting is the caller's job (it knows what to resume): `closed` completes when the
 connection is lost.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import mqtt5
 
@@ -40,9 +45,16 @@ class MqttError(Exception):
 class MqttConnection(asyncio.Protocol):
     """A connected MQTT v5 session. Create it with `MqttConnection.connect(...)`."""
 
-    def __init__(self, on_publish: PublishHandler | None, on_ack: AckHandler | None) -> None:
+    def __init__(self, on_publish: PublishHandler | None, on_ack: AckHandler | None,
+                 receive_max: int = 65535, read_interval: float = 0.0) -> None:
         self._on_publish = on_publish
         self._on_ack = on_ack
+        self._receive_max = receive_max
+        self._read_interval = read_interval
+        self._resting = False  # coalescing: leaving the socket alone for `read_interval`
+        self._unacked = 0  # QoS 1 deliveries received, not yet acknowledged
+        self._flow_paused = False  # too many unacknowledged: not reading until some are
+        self._user_paused = False
         self._transport: asyncio.Transport | None = None
         self._rest = b""
         self._connack: asyncio.Future[mqtt5.ConnAckPacket] | None = None
@@ -59,12 +71,18 @@ class MqttConnection(asyncio.Protocol):
                       password: str | None = None, clean_start: bool = True,
                       session_expiry: int = 0, keep_alive: int = 30, receive_max: int = 65535,
                       will: mqtt5.Will | None = None, on_publish: PublishHandler | None = None,
-                      on_ack: AckHandler | None = None,
+                      on_ack: AckHandler | None = None, read_interval: float = 0.0,
                       timeout: float = 10.0) -> tuple[MqttConnection, mqtt5.ConnAckPacket]:
-        """Open the TCP connection and the MQTT session; raise MqttError when refused."""
+        """Open the TCP connection and the MQTT session; raise MqttError when refused.
+
+        `read_interval` (seconds) coalesces reads: after each chunk the socket is left alone that
+        long, so that under load one chunk carries many packets (one wake-up, one `recv()` and
+        one `on_publish` call for all of them) for at most that much added latency.
+        """
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: cls(on_publish, on_ack), host, port), timeout)
+            loop.create_connection(lambda: cls(on_publish, on_ack, receive_max, read_interval),
+                                   host, port), timeout)
         conn._connack = loop.create_future()
         conn._write(mqtt5.ConnectPacket(
             client_id, username=username,
@@ -116,18 +134,48 @@ class MqttConnection(asyncio.Protocol):
         return self._packet_id()
 
     def ack(self, packet_ids: Iterable[int]) -> None:
-        """PUBACK these QoS 1 messages, in one write."""
-        data = b"".join(_puback(pid) for pid in packet_ids)
-        if data:
-            self._write(data)
+        """PUBACK these QoS 1 messages, in one write (each once: it also frees receive quota)."""
+        ids = packet_ids if isinstance(packet_ids, list) else list(packet_ids)
+        if not ids:
+            return
+        self._write(b"".join([_PUBACK_HEAD + pid.to_bytes(2, "big") for pid in ids]))
+        self._unacked = max(0, self._unacked - len(ids))
+        if self._flow_paused and self._unacked <= self._receive_max // 2:
+            self._flow_paused = False
+            self._update_reading()
+
+    @property
+    def unacked(self) -> int:
+        """QoS 1 deliveries received and not yet acknowledged."""
+        return self._unacked
 
     def pause_reading(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
+        """Stop reading the socket until `resume_reading()` (the broker then holds back)."""
+        self._user_paused = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        self._user_paused = False
+        self._update_reading()
+
+    @property
+    def reading(self) -> bool:
+        """Not held back by `pause_reading()` nor by unacknowledged deliveries."""
+        return not (self._user_paused or self._flow_paused)
+
+    def _rested(self) -> None:
+        self._resting = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self.reading and not self._resting:
+            if not transport.is_reading():
+                transport.resume_reading()
+        elif transport.is_reading():
+            transport.pause_reading()
 
     async def disconnect(self) -> None:
         """Say goodbye (the session stays on the broker when it was made persistent)."""
@@ -148,8 +196,8 @@ class MqttConnection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's do not subclass asyncio.Transport: no isinstance check).
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._keepalive is not None:
@@ -180,6 +228,8 @@ class MqttConnection(asyncio.Protocol):
                 offset += n
                 if type(packet) is mqtt5.PublishPacket:
                     publishes.append(packet)
+                    if packet.packet_id:  # QoS 1: counts until acknowledged
+                        self._unacked += 1
                 elif type(packet) is mqtt5.PubAckPacket:
                     acks.append(packet)
                 else:
@@ -191,6 +241,13 @@ class MqttConnection(asyncio.Protocol):
         finally:
             self._rest = bytes(view[offset:]) if offset < end else b""
             view.release()
+        if self._unacked >= self._receive_max and not self._flow_paused:
+            self._flow_paused = True
+            self._update_reading()
+        if self._read_interval and not self._resting and len(data) < _BIG_READ:
+            self._resting = True
+            self._update_reading()
+            asyncio.get_running_loop().call_later(self._read_interval, self._rested)
         if publishes and self._on_publish is not None:
             self._on_publish(publishes)
         if acks and self._on_ack is not None:
@@ -219,7 +276,7 @@ class MqttConnection(asyncio.Protocol):
         """PINGREQ at half the keep-alive; no PINGRESP by the next one means the link is dead."""
         while True:
             await asyncio.sleep(keep_alive / 2)
-            if not self._pong:
+            if not self._pong and self.reading:  # (not reading: the PINGRESP waits in the socket)
                 log.warning("no PINGRESP from the broker: dropping the connection")
                 self.abort()
                 return
@@ -237,8 +294,7 @@ class MqttConnection(asyncio.Protocol):
 
 
 _PINGREQ = mqtt5.PingReqPacket().write()
-
-
-def _puback(packet_id: int) -> bytes:
-    """PUBACK with reason "success" in its short form (the reason code may be left out)."""
-    return b"\x40\x02" + packet_id.to_bytes(2, "big")
+_BIG_READ = 128 * 1024
+"""A chunk this large (asyncio reads up to 256 KiB) suggests more is waiting: read on, no rest."""
+_PUBACK_HEAD = b"\x40\x02"
+"""PUBACK, remaining length 2: reason "success" in its short form (the reason code left out)."""

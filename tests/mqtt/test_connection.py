@@ -97,3 +97,68 @@ def test_refusals_raise(services) -> None:  # type: ignore[no-untyped-def]
 
     with pytest.raises(MqttError, match="BAD_USER_NAME_OR_PASSWORD|NOT_AUTHORIZED"):
         asyncio.run(bad_password())
+
+
+class _Transport(asyncio.Transport):
+    """Records what the connection does to its socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+        self.written = b""
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written += bytes(data)
+
+
+def test_stops_reading_at_receive_max_unacknowledged_and_resumes_at_half() -> None:
+    async def run() -> list[tuple[bool, int]]:
+        conn = MqttConnection(lambda pubs: None, None, receive_max=4)
+        transport = _Transport()
+        conn.connection_made(transport)
+        states = []
+        conn.data_received(b"".join(_packets(3)))
+        states.append((transport.reading, conn.unacked))
+        conn.data_received(b"".join(_packets(2)))  # 5 >= 4: stop reading
+        states.append((transport.reading, conn.unacked))
+        conn.ack([1, 2])  # 3 left: more than half
+        states.append((transport.reading, conn.unacked))
+        conn.ack([3])  # 2 left: half
+        states.append((transport.reading, conn.unacked))
+        conn.pause_reading()  # the caller's pause wins over acknowledgements
+        conn.ack([4, 5])
+        states.append((transport.reading, conn.unacked))
+        conn.resume_reading()
+        states.append((transport.reading, conn.unacked))
+        assert transport.written == b"".join(b"\x40\x02" + i.to_bytes(2, "big") for i in range(1, 6))
+        return states
+
+    assert asyncio.run(run()) == [(True, 3), (False, 5), (False, 3), (True, 2), (False, 0), (True, 0)]
+
+
+def test_read_interval_leaves_the_socket_alone_after_a_chunk() -> None:
+    async def run() -> list[bool]:
+        conn = MqttConnection(lambda pubs: None, None, read_interval=0.05)
+        transport = _Transport()
+        conn.connection_made(transport)
+        conn.data_received(b"".join(_packets(2)))
+        states = [transport.reading]
+        await asyncio.sleep(0.1)
+        states.append(transport.reading)
+        conn.data_received(b"".join(_packets(1000)) * 3)  # a large chunk: more is likely waiting
+        states.append(transport.reading)
+        return states
+
+    assert asyncio.run(run()) == [False, True, True]
