@@ -41,6 +41,7 @@ def test_compose_mosquitto_never_drops_queued_messages() -> None:
     """The compose broker has the same queue policy as the embedded one."""
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     embedded = render_config(directory=Path("/tmp/x"), port=1883)
-    for line in ("max_queued_messages 0", "max_queued_bytes 0", "allow_anonymous false", "persistence true"):
+    for line in ("max_queued_messages 0", "max_queued_bytes 0", "allow_anonymous false", "persistence true",
+                 "max_inflight_messages 10000"):
         assert line in conf
         assert line in embedded

@@ -10,7 +10,7 @@ import mqtt5
 import pytest
 
 from maillage.mqtt import SESSION_KEPT, MqttConnection, MqttError
-from maillage.stack.mosquitto import GATEWAY_USER
+from maillage.stack.mosquitto import GATEWAY_USER, MAX_INFLIGHT
 
 
 def _packets(n: int) -> list[bytes]:
@@ -85,7 +85,7 @@ def test_connect_subscribe_publish_and_acks_on_mosquitto(services) -> None:  # t
 
     present, receive_max, sent, acked, received = asyncio.run(run())
     assert not present
-    assert receive_max == 1000  # max_inflight_messages of the embedded broker's config
+    assert receive_max == MAX_INFLIGHT  # max_inflight_messages of the embedded broker's config
     assert len(sent) == 500 and acked == sent
     assert received == ["$SYS/broker/version"]
 
