@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from maillage import topics
-from maillage.envelope import Envelope, SourceFormat
+from maillage.envelope import MICROSECOND, Envelope, SourceFormat, to_us
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext, parse_message
+from maillage.ingest.formats import MessageContext, envelope, parse_message
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
 
 RELAY_TYPES = frozenset({"care_hub", "lighting_cabinet"})
@@ -58,25 +58,31 @@ def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
 
     Late readings (even days late) are fine: they are stored where they belong.
     """
-    limit = now + max_future
+    _check_times(envelopes, to_us(now) + max_future // MICROSECOND, to_us(since), since,
+                 max_future)
+
+
+def _check_times(envelopes: list[Envelope], limit_us: int, since_us: int, since: datetime,
+                 max_future: timedelta) -> None:
+    """`check_times` on epoch microseconds."""
     for env in envelopes:
-        if env.ts > limit:
+        ts = env.ts_us
+        if ts > limit_us:
             raise PayloadError(DlqReason.FUTURE_TIMESTAMP,
                                f"ts {env.ts.isoformat()} is more than {max_future} after receipt")
-        if env.ts < since:
+        if ts < since_us:
             raise PayloadError(DlqReason.BEFORE_DEVICE,
                                f"ts {env.ts.isoformat()} is before the device was installed "
                                f"or its clock was set ({since.isoformat()})")
 
 
-def status_envelope(payload: bytes, tenant: str, device_id: str, received: datetime) -> Envelope:
+def status_envelope(payload: bytes, ctx: MessageContext) -> Envelope:
     """`…/status`: `online` or `offline` (the last will), stamped with the receive time."""
     text = payload.decode("utf-8", "replace").strip().lower()
     if text not in ("online", "offline"):
         raise PayloadError(DlqReason.INVALID_SCHEMA,
                            f"status must be online or offline, not {text[:40]!r}")
-    return Envelope(tenant=tenant, device_id=device_id, kind="status", ts=received,
-                    received_at=received, source_format=SourceFormat.STATUS, event=text)
+    return envelope(ctx, SourceFormat.STATUS, ctx.received_at, {}, {}, kind="status", event=text)
 
 
 class Ingest:
@@ -89,6 +95,7 @@ class Ingest:
     def __init__(self, registry: RegistryCache, *, max_future: timedelta) -> None:
         self.registry = registry
         self.max_future = max_future
+        self._max_future_us = max_future // MICROSECOND
 
     def convert(self, topic: str, payload: bytes, received: datetime) -> Outcome:
         """Decide about one message."""
@@ -101,25 +108,29 @@ class Ingest:
             return Outcome(dt.channel, rejection=Rejection(
                 DlqReason.UNKNOWN_DEVICE, f"{dt.tenant}/{dt.device_id} is not registered",
                 dt.tenant, dt.device_id))
+        ctx = MessageContext(dt.tenant, dt.device_id, dt.channel, received, device.type)
         try:
-            envelopes = self._parse(payload, dt.tenant, dt.device_id, dt.channel, device, received)
+            envelopes = self._parse(payload, ctx)
             groups = self._relay(envelopes, dt.tenant, device)
-            for group, since in groups:
-                check_times(group, now=received, since=since, max_future=self.max_future)
+            if ctx.received_us is None:  # envelopes were validated: their times are aware
+                for group, since in groups:
+                    check_times(group, now=received, since=since, max_future=self.max_future)
+            else:
+                limit = ctx.received_us + self._max_future_us
+                for group, since in groups:
+                    _check_times(group, limit, _since_us(since), since, self.max_future)
         except PayloadError as exc:
             error = exc.error if isinstance(exc, _ParserFailure) else None
             return Outcome(dt.channel, rejection=Rejection(exc.reason, exc.detail, dt.tenant,
                                                            dt.device_id, error))
         return Outcome(dt.channel, envelopes=[env for group, _ in groups for env in group])
 
-    def _parse(self, payload: bytes, tenant: str, device_id: str, channel: str,
-               device: KnownDevice, received: datetime) -> list[Envelope]:
+    def _parse(self, payload: bytes, ctx: MessageContext) -> list[Envelope]:
         """The parsers' envelopes; any failure of theirs becomes a PayloadError."""
         try:
-            if channel == "status":
-                return [status_envelope(payload, tenant, device_id, received)]
-            return parse_message(payload, MessageContext(tenant, device_id, channel, received,
-                                                         device.type))
+            if ctx.channel == "status":
+                return [status_envelope(payload, ctx)]
+            return parse_message(payload, ctx)
         except PayloadError:
             raise
         except ValidationError as exc:  # an envelope field out of its bounds
@@ -153,9 +164,21 @@ class Ingest:
                 relayed[sensor] = ([], target.since)
             attrs = {k: v for k, v in env.attrs.items() if k != "sensor"}
             attrs["hub"] = env.device_id
-            relayed[sensor][0].append(env.model_copy(update={"device_id": sensor,
-                                                             "attrs": attrs}))
+            relayed[sensor][0].append(env.replace(device_id=sensor, attrs=attrs))
         return [(own, device.since), *relayed.values()]
+
+
+def _since_us(since: datetime) -> int:
+    """Epoch µs of a device's earliest time (cached: a registry holds few distinct dates)."""
+    us = _SINCE_US.get(since)
+    if us is None:
+        if len(_SINCE_US) > 10_000:
+            _SINCE_US.clear()
+        us = _SINCE_US[since] = to_us(since)
+    return us
+
+
+_SINCE_US: dict[datetime, int] = {}
 
 
 class _ParserFailure(PayloadError):

@@ -1,16 +1,19 @@
 """Pure parsers: `(payload bytes, MessageContext) -> list[Envelope]`, or `PayloadError(reason)`.
 
-`parse_message` picks the parser from the topic's channel (`up/json`, `up/senml`, ...).
+`parse_message` picks the parser from the topic's channel (`up/json`, `up/senml`, ...). Parsers
+build their envelopes with `envelope()`, unvalidated when the fields are known good.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from maillage.envelope import Envelope
+from maillage.envelope import EPOCH, MICROSECOND, Envelope, Kind, Scalar, SourceFormat
 from maillage.errors import DlqReason, PayloadError
+from maillage.metrics import KNOWN, is_valid_name
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -24,6 +27,51 @@ class MessageContext:
     channel: str
     received_at: datetime
     device_type: str | None = None
+    received_us: int | None = field(init=False, repr=False, compare=False)
+    """Epoch µs of `received_at` when the envelope's own fields are sound (an aware receive time,
+    tenant and device ids within bounds), else None: envelopes are then built validated."""
+    key: bytes = field(init=False, repr=False, compare=False)
+    """The envelopes' Kafka key."""
+
+    def __post_init__(self) -> None:
+        rx = self.received_at
+        tenant, device = self.tenant, self.device_id
+        sound = (isinstance(rx, datetime) and rx.utcoffset() is not None
+                 and isinstance(tenant, str) and 0 < len(tenant) <= 64
+                 and isinstance(device, str) and 0 < len(device) <= 128)
+        _set(self, "received_us", (rx - EPOCH) // MICROSECOND if sound else None)
+        _set(self, "key", f"{tenant}/{device}".encode() if sound else b"")
+
+
+_set = object.__setattr__
+_known_superset = KNOWN.issuperset
+_isfinite = math.isfinite
+
+
+def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime, values: dict[str, float],
+             attrs: dict[str, Scalar], *, kind: Kind = "reading", seq: int | None = None,
+             event: str | None = None) -> Envelope:
+    """The envelope of a parser's checked fields (values must be floats, attributes scalars with
+    no int), without validation when nothing is left to check; otherwise validated, raising the
+    same `ValidationError` as always (a non-finite value, a bad name, a naive time...)."""
+    unknown = () if _known_superset(values) else tuple(sorted(n for n in values if n not in KNOWN))
+    rx = ctx.received_us
+    if (rx is not None and ts.utcoffset() is not None and _all_finite(values)
+            and (not unknown or all(map(is_valid_name, unknown)))):
+        return Envelope.trusted(ctx.tenant, ctx.device_id, kind, (ts - EPOCH) // MICROSECOND, rx, fmt,
+                                values, attrs, unknown, seq, event, ctx.key)
+    return Envelope(tenant=ctx.tenant, device_id=ctx.device_id, kind=kind, ts=ts,
+                    received_at=ctx.received_at, source_format=fmt, seq=seq, values=values,
+                    event=event, attrs=attrs, unknown_metrics=unknown)
+
+
+def _all_finite(values: dict[str, float]) -> bool:
+    """True when every value is a finite number (a finite sum implies it; an overflowing sum
+    only sends the envelope through validation)."""
+    try:
+        return _isfinite(sum(values.values()))
+    except TypeError:
+        return False
 
 
 Parser = Callable[[bytes, MessageContext], list[Envelope]]

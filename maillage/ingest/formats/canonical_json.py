@@ -14,9 +14,9 @@ import orjson
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext, lighting
+from maillage.ingest.formats import MessageContext, envelope, lighting
 from maillage.ingest.formats.timestamps import parse_ts
-from maillage.metrics import KNOWN, is_valid_name
+from maillage.metrics import is_valid_name
 
 MAX_RECORDS = 10_000
 
@@ -73,17 +73,9 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         attrs = _with_status(rec["status"], attrs, where, ctx)
     if lighting.is_lighting(ctx.device_type):
         lighting.check_telemetry(values, attrs, where)
-    return Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.JSON,
-        seq=seq,
-        values=values,
-        attrs=attrs,
-        unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
-    )
+    if any(type(v) is int for v in attrs.values()):  # as validation would: numbers as floats
+        attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
+    return envelope(ctx, SourceFormat.JSON, ts, values, attrs, seq=seq)
 
 
 def _with_status(status: Any, attrs: dict[str, Any], where: str,

@@ -29,10 +29,10 @@ from typing import Any
 
 from maillage.envelope import EPOCH, Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext, lighting
+from maillage.ingest.formats import MessageContext, envelope, lighting
 from maillage.ingest.formats.common import MAX_TEXT, Scalar, load_json
 from maillage.ingest.formats.senml_units import UNITS, pick_metric, split_name
-from maillage.metrics import KNOWN, Metric
+from maillage.metrics import Metric
 
 MAX_RECORDS = 10_000
 SENML_VERSION = 10
@@ -193,7 +193,7 @@ def _put(target: dict[str, Any], key: str, value: Any, where: str) -> None:
                            f"{where}: a second value for {key!r} at the same time")
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError(DlqReason.BAD_VALUE, f"{where}: {key} is not a finite number")
-    target[key] = value
+    target[str(key)] = value  # a Metric as its plain name (details above show its repr)
 
 
 def _envelope(ts: datetime, prefix: str, group: _Group, ctx: MessageContext) -> Envelope:
@@ -203,16 +203,7 @@ def _envelope(ts: datetime, prefix: str, group: _Group, ctx: MessageContext) -> 
 
     if lighting.is_lighting(ctx.device_type):
         lighting.check_telemetry(group.values, attrs)
-    return Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.SENML,
-        values=group.values,
-        attrs=attrs,
-        unknown_metrics=tuple(sorted(n for n in group.values if n not in KNOWN)),
-    )
+    return envelope(ctx, SourceFormat.SENML, ts, group.values, attrs)
 
 
 def _time(seconds: float, now: datetime, where: str) -> datetime:
