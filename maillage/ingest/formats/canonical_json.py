@@ -16,7 +16,7 @@ from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope, lighting
 from maillage.ingest.formats.timestamps import parse_ts
-from maillage.metrics import is_valid_name
+from maillage.metrics import KNOWN, is_valid_name
 
 MAX_RECORDS = 10_000
 
@@ -35,12 +35,16 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     return [_record(r, i, ctx) for i, r in enumerate(records)]
 
 
+_FIELDS = frozenset({"ts", "seq", "values", "attrs", "status"})
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
     where = f"record {index}: " if index else ""
     if not isinstance(rec, dict):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}expected an object")
-    extra = set(rec) - {"ts", "seq", "values", "attrs", "status"}
-    if extra:
+    if not _FIELDS.issuperset(rec):
+        extra = set(rec) - _FIELDS
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}unexpected fields {sorted(extra)}")
     if "ts" not in rec:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}missing 'ts'")
@@ -53,6 +57,30 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         raw = {}  # a status-only report of a streetlight
     elif not isinstance(raw, dict) or not raw:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
+    values = raw if _sound(raw) else _values(raw, where)
+    attrs = rec.get("attrs") or {}
+    if not isinstance(attrs, dict) or not all(isinstance(v, _SCALARS) for v in attrs.values()):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
+    if "status" in rec:
+        attrs = _with_status(rec["status"], attrs, where, ctx)
+    if lighting.is_lighting(ctx.device_type):
+        lighting.check_telemetry(values, attrs, where)
+    if any(type(v) is int for v in attrs.values()):  # as validation would: numbers as floats
+        attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
+    return envelope(ctx, SourceFormat.JSON, ts, values, attrs, seq=seq)
+
+
+def _sound(raw: dict[str, Any]) -> bool:
+    """True when `raw` can be kept as is: canonical names, finite floats only."""
+    return (_known_superset(raw) and all(type(v) is float for v in raw.values())
+            and math.isfinite(sum(raw.values())))
+
+
+_known_superset = KNOWN.issuperset
+
+
+def _values(raw: dict[str, Any], where: str) -> dict[str, float]:
+    """The values checked one by one: raises on the first bad name or value."""
     values: dict[str, float] = {}
     for name, value in raw.items():
         if not is_valid_name(name):
@@ -64,18 +92,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
             raise PayloadError(DlqReason.BAD_VALUE,
                                f"{where}{name}={value!r} is not a finite number")
         values[name] = float(value)
-    attrs = rec.get("attrs") or {}
-    if not isinstance(attrs, dict) or not all(
-        isinstance(v, str | int | float | bool) or v is None for v in attrs.values()
-    ):
-        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
-    if "status" in rec:
-        attrs = _with_status(rec["status"], attrs, where, ctx)
-    if lighting.is_lighting(ctx.device_type):
-        lighting.check_telemetry(values, attrs, where)
-    if any(type(v) is int for v in attrs.values()):  # as validation would: numbers as floats
-        attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
-    return envelope(ctx, SourceFormat.JSON, ts, values, attrs, seq=seq)
+    return values
 
 
 def _with_status(status: Any, attrs: dict[str, Any], where: str,
