@@ -1,22 +1,29 @@
 """Micro-benchmark of the gateway's CPU hot path, without brokers: `python -m
-maillage.ingest.hotpath_bench [--messages N] [--repeat R]`.
+maillage.ingest.hotpath_bench [--messages N] [--repeat R] [--instructions]`.
 
 Feeds the default territory's message mix (`maillage.bench.fleet`: real payloads re-stamped per
 bench device) through what the gateway does per message: `Ingest.convert`, then `kind`, `key`,
 `to_kafka()` and `len(values)` of each envelope, with the registry held in memory. Prints CPU
 microseconds (`time.process_time`, best of R passes) per message and per reading, per format
-and for the whole mix.
+and for the whole mix. On a shared machine CPU time drifts with the neighbours' load:
+`--instructions` counts instructions instead (valgrind's callgrind, deterministic; each format
+run for one and for three passes, the difference divided by two passes).
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import random
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
 from maillage.ingest.validate import Ingest
@@ -87,19 +94,74 @@ def measure(messages: list[Message], registry: RegistryCache,
     return result
 
 
+def instructions(messages: list[Message], registry: RegistryCache) -> dict[str, tuple[int, int, float]]:
+    """Per kind (and `mix`): (messages, readings, instructions per pass), under callgrind."""
+    ingest = Ingest(registry, max_future=timedelta(minutes=5))
+    kinds = sorted({m.kind for m in messages}) + ["mix"]
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = f"{tmp}/corpus.pickle"
+        with open(saved, "wb") as f:
+            pickle.dump((messages, registry._known), f)
+        for kind in kinds:
+            msgs = messages if kind == "mix" else [m for m in messages if m.kind == kind]
+            _, readings = run_once(ingest, msgs)
+            one, three = (_callgrind(saved, kind, passes) for passes in (1, 3))
+            result[kind] = (len(msgs), readings, (three - one) / 2)
+    return result
+
+
+def _callgrind(saved: str, kind: str, passes: int) -> int:
+    """Instructions of a run of `passes` passes over one kind of the saved corpus, by the same
+    `maillage` tree as this process (not necessarily the installed one)."""
+    import maillage
+
+    root = str(Path(maillage.__file__).parent.parent)
+    argv = ["hotpath_bench", "--replay", saved, "--kind", kind, "--passes", str(passes)]
+    boot = (f"import sys, runpy; sys.path.insert(0, {root!r}); sys.meta_path[:] = [f for f in "
+            f"sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]; "
+            f"sys.argv = {argv!r}; runpy.run_module('maillage.ingest.hotpath_bench', run_name='__main__')")
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           "-c", boot]
+    err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    return int(re.search(r"Collected : (\d+)", err).group(1))  # type: ignore[union-attr]
+
+
+def _replay(saved: str, kind: str, passes: int) -> None:
+    with open(saved, "rb") as f:
+        messages, known = pickle.load(f)
+    ingest = Ingest(RegistryCache.in_memory(known), max_future=timedelta(minutes=5))
+    msgs = messages if kind == "mix" else [m for m in messages if m.kind == kind]
+    for _ in range(passes):
+        run_once(ingest, msgs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions with valgrind instead of timing")
+    parser.add_argument("--replay", help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--passes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.replay:
+        _replay(args.replay, args.kind, args.passes)
+        return
     messages, registry = corpus(args.messages)
-    result = measure(messages, registry, args.repeat)
     out = sys.stdout
-    out.write(f"{'format':10s} {'messages':>9s} {'readings':>9s} {'µs/message':>11s} "
-              f"{'µs/reading':>11s}\n")
-    for kind, (n, readings, cpu) in sorted(result.items(), key=lambda kv: -kv[1][0]):
-        per_reading = f"{cpu / readings * 1e6:11.2f}" if readings else f"{'-':>11s}"
-        out.write(f"{kind:10s} {n:9d} {readings:9d} {cpu / n * 1e6:11.2f} {per_reading}\n")
+    if args.instructions:
+        result = instructions(messages, registry)
+        unit, scale = "instr", 1.0
+    else:
+        result = measure(messages, registry, args.repeat)
+        unit, scale = "µs", 1e6
+    out.write(f"{'format':10s} {'messages':>9s} {'readings':>9s} {unit + '/message':>14s} "
+              f"{unit + '/reading':>14s}\n")
+    for kind, (n, readings, cost) in sorted(result.items(), key=lambda kv: -kv[1][0]):
+        per_reading = f"{cost / readings * scale:14.2f}" if readings else f"{'-':>14s}"
+        out.write(f"{kind:10s} {n:9d} {readings:9d} {cost / n * scale:14.2f} {per_reading}\n")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from maillage import topics
 from maillage.envelope import MICROSECOND, Envelope, SourceFormat, to_us
 from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope, parse_message
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
+from maillage.topics import KIND_TOPIC, split_device_topic
 
 RELAY_TYPES = frozenset({"care_hub", "lighting_cabinet"})
 """Device types allowed to send data on behalf of other registered devices: a home's care hub
@@ -43,13 +43,19 @@ class Rejection:
     """Set when a parser failed unexpectedly (a bug, logged with its traceback)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one message: envelopes to produce, or a rejection."""
+    """What became of one message: envelopes to produce, or a rejection (read-only by
+    convention: not frozen, which would cost on every message)."""
 
     channel: str
     envelopes: list[Envelope] = field(default_factory=list)
     rejection: Rejection | None = None
+
+    def records(self) -> list[tuple[str, bytes, bytes, int]]:
+        """`(Kafka topic, key, value, number of values)` of each envelope (none when rejected)."""
+        return [(KIND_TOPIC[env.kind], env.key, env.to_kafka(), len(env.values))
+                for env in self.envelopes]
 
 
 def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
@@ -99,19 +105,20 @@ class Ingest:
 
     def convert(self, topic: str, payload: bytes, received: datetime) -> Outcome:
         """Decide about one message."""
-        dt = topics.parse_device_topic(topic)
-        if dt is None:
+        parts = split_device_topic(topic)
+        if parts is None:
             return Outcome("?", rejection=Rejection(DlqReason.UNKNOWN_TOPIC, "not a device topic",
                                                     None, None))
-        device = self.registry.get(dt.tenant, dt.device_id)
+        tenant, device_id, channel = parts
+        device = self.registry.get(tenant, device_id)
         if device is None:
-            return Outcome(dt.channel, rejection=Rejection(
-                DlqReason.UNKNOWN_DEVICE, f"{dt.tenant}/{dt.device_id} is not registered",
-                dt.tenant, dt.device_id))
-        ctx = MessageContext(dt.tenant, dt.device_id, dt.channel, received, device.type)
+            return Outcome(channel, rejection=Rejection(
+                DlqReason.UNKNOWN_DEVICE, f"{tenant}/{device_id} is not registered",
+                tenant, device_id))
+        ctx = MessageContext(tenant, device_id, channel, received, device.type)
         try:
             envelopes = self._parse(payload, ctx)
-            groups = self._relay(envelopes, dt.tenant, device)
+            groups = self._relay(envelopes, tenant, device)
             if ctx.received_us is None:  # envelopes were validated: their times are aware
                 for group, since in groups:
                     check_times(group, now=received, since=since, max_future=self.max_future)
@@ -121,9 +128,11 @@ class Ingest:
                     _check_times(group, limit, _since_us(since), since, self.max_future)
         except PayloadError as exc:
             error = exc.error if isinstance(exc, _ParserFailure) else None
-            return Outcome(dt.channel, rejection=Rejection(exc.reason, exc.detail, dt.tenant,
-                                                           dt.device_id, error))
-        return Outcome(dt.channel, envelopes=[env for group, _ in groups for env in group])
+            return Outcome(channel, rejection=Rejection(exc.reason, exc.detail, tenant, device_id,
+                                                        error))
+        if len(groups) == 1:
+            return Outcome(channel, groups[0][0])
+        return Outcome(channel, [env for group, _ in groups for env in group])
 
     def _parse(self, payload: bytes, ctx: MessageContext) -> list[Envelope]:
         """The parsers' envelopes; any failure of theirs becomes a PayloadError."""

@@ -18,9 +18,10 @@ from maillage.metrics import KNOWN, is_valid_name
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageContext:
-    """What the gateway knows about a message besides its bytes."""
+    """What the gateway knows about a message besides its bytes (read-only by convention: not
+    frozen, which would cost on every message)."""
 
     tenant: str
     device_id: str
@@ -39,11 +40,10 @@ class MessageContext:
         sound = (isinstance(rx, datetime) and rx.utcoffset() is not None
                  and isinstance(tenant, str) and 0 < len(tenant) <= 64
                  and isinstance(device, str) and 0 < len(device) <= 128)
-        _set(self, "received_us", (rx - EPOCH) // MICROSECOND if sound else None)
-        _set(self, "key", f"{tenant}/{device}".encode() if sound else b"")
+        self.received_us = (rx - EPOCH) // MICROSECOND if sound else None
+        self.key = f"{tenant}/{device}".encode() if sound else b""
 
 
-_set = object.__setattr__
 _known_superset = KNOWN.issuperset
 _isfinite = math.isfinite
 
