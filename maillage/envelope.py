@@ -112,9 +112,18 @@ class Envelope:
 
     def __init__(self, **fields: Any) -> None:
         c = _Checked(**fields)
-        _fill(self, c.tenant, c.device_id, c.kind, to_us(c.ts), to_us(c.received_at),
-              c.source_format, c.seq, c.values, c.event, c.attrs, c.unknown_metrics,
-              f"{c.tenant}/{c.device_id}".encode())
+        self._tenant = c.tenant
+        self._device_id = c.device_id
+        self._kind = c.kind
+        self._ts_us = to_us(c.ts)
+        self._rx_us = to_us(c.received_at)
+        self._fmt = c.source_format
+        self._seq = c.seq
+        self._values = c.values
+        self._event = c.event
+        self._attrs = c.attrs
+        self._unknown = c.unknown_metrics
+        self._key = f"{c.tenant}/{c.device_id}".encode()
 
     @classmethod
     def trusted(cls, tenant: str, device_id: str, kind: Kind, ts_us: int, rx_us: int,
@@ -123,8 +132,18 @@ class Envelope:
                 event: str | None = None, key: bytes | None = None) -> Envelope:
         """An envelope of fields already checked, without validation (`key` when known)."""
         env = _new(cls)
-        _fill(env, tenant, device_id, kind, ts_us, rx_us, source_format, seq, values, event,
-              attrs, unknown_metrics, key or f"{tenant}/{device_id}".encode())
+        env._tenant = tenant
+        env._device_id = device_id
+        env._kind = kind
+        env._ts_us = ts_us
+        env._rx_us = rx_us
+        env._fmt = source_format
+        env._seq = seq
+        env._values = values
+        env._event = event
+        env._attrs = attrs
+        env._unknown = unknown_metrics
+        env._key = key or f"{tenant}/{device_id}".encode()
         return env
 
     tenant = property(attrgetter("_tenant"), doc="Tenant id.")
@@ -211,23 +230,6 @@ class Envelope:
 
 _new = object.__new__
 _dumps = orjson.dumps
-
-
-def _fill(env: Envelope, tenant: str, device_id: str, kind: Kind, ts_us: int, rx_us: int,
-          fmt: SourceFormat, seq: int | None, values: dict[str, float], event: str | None,
-          attrs: dict[str, Scalar], unknown: tuple[str, ...], key: bytes) -> None:
-    env._tenant = tenant
-    env._device_id = device_id
-    env._kind = kind
-    env._ts_us = ts_us
-    env._rx_us = rx_us
-    env._fmt = fmt
-    env._seq = seq
-    env._values = values
-    env._event = event
-    env._attrs = attrs
-    env._unknown = unknown
-    env._key = key
 
 
 class DlqRecord(BaseModel):

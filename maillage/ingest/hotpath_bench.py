@@ -102,7 +102,8 @@ def instructions(messages: list[Message], registry: RegistryCache) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         saved = f"{tmp}/corpus.pickle"
         with open(saved, "wb") as f:
-            pickle.dump((messages, registry._known), f)
+            pickle.dump(([(m.kind, m.topic, m.payload) for m in messages],
+                         {k: (d.pk, d.type, d.since) for k, d in registry._known.items()}), f)
         for kind in kinds:
             msgs = messages if kind == "mix" else [m for m in messages if m.kind == kind]
             _, readings = run_once(ingest, msgs)
@@ -129,8 +130,10 @@ def _callgrind(saved: str, kind: str, passes: int) -> int:
 
 def _replay(saved: str, kind: str, passes: int) -> None:
     with open(saved, "rb") as f:
-        messages, known = pickle.load(f)
-    ingest = Ingest(RegistryCache.in_memory(known), max_future=timedelta(minutes=5))
+        raw, known = pickle.load(f)
+    messages = [Message(*m) for m in raw]
+    devices = {k: KnownDevice(*d) for k, d in known.items()}
+    ingest = Ingest(RegistryCache.in_memory(devices), max_future=timedelta(minutes=5))
     msgs = messages if kind == "mix" else [m for m in messages if m.kind == kind]
     for _ in range(passes):
         run_once(ingest, msgs)

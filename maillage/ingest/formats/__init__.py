@@ -46,6 +46,7 @@ class MessageContext:
 
 _known_superset = KNOWN.issuperset
 _isfinite = math.isfinite
+_trusted = Envelope.trusted
 
 
 def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime, values: dict[str, float],
@@ -56,22 +57,17 @@ def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime, values: dict[
     same `ValidationError` as always (a non-finite value, a bad name, a naive time...)."""
     unknown = () if _known_superset(values) else tuple(sorted(n for n in values if n not in KNOWN))
     rx = ctx.received_us
-    if (rx is not None and ts.utcoffset() is not None and _all_finite(values)
+    try:  # a finite sum implies finite values (an overflowing one only costs a validation)
+        finite = _isfinite(sum(values.values()))
+    except (TypeError, OverflowError):
+        finite = False
+    if (rx is not None and finite and ts.utcoffset() is not None
             and (not unknown or all(map(is_valid_name, unknown)))):
-        return Envelope.trusted(ctx.tenant, ctx.device_id, kind, (ts - EPOCH) // MICROSECOND, rx, fmt,
-                                values, attrs, unknown, seq, event, ctx.key)
+        return _trusted(ctx.tenant, ctx.device_id, kind, (ts - EPOCH) // MICROSECOND, rx, fmt,
+                        values, attrs, unknown, seq, event, ctx.key)
     return Envelope(tenant=ctx.tenant, device_id=ctx.device_id, kind=kind, ts=ts,
                     received_at=ctx.received_at, source_format=fmt, seq=seq, values=values,
                     event=event, attrs=attrs, unknown_metrics=unknown)
-
-
-def _all_finite(values: dict[str, float]) -> bool:
-    """True when every value is a finite number (a finite sum implies it; an overflowing sum
-    only sends the envelope through validation)."""
-    try:
-        return _isfinite(sum(values.values()))
-    except TypeError:
-        return False
 
 
 Parser = Callable[[bytes, MessageContext], list[Envelope]]

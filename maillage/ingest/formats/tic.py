@@ -31,8 +31,8 @@ from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope
 from maillage.ingest.formats.common import Scalar
 from maillage.ingest.formats.tic_frame import (
-    Fields,
     Mode,
+    Parts,
     detect_mode,
     fast_groups,
     parse_group,
@@ -66,7 +66,8 @@ NUMERIC: dict[str, tuple[str, float]] = {
 PHASE_CURRENT = {"IINST1": 1, "IINST2": 2, "IINST3": 3, "IRMS1": 1, "IRMS2": 2, "IRMS3": 3}
 PHASE_VOLTAGE = {"URMS1": 1, "URMS2": 2, "URMS3": 3}
 _THREE_PHASE = frozenset({"IINST2", "IINST3", "IRMS2", "IRMS3", "URMS2", "URMS3"})
-_LATER = frozenset({"IINST", "ISOUSC", "DATE", *PHASE_CURRENT, *PHASE_VOLTAGE})
+_PHASE_LABELS = frozenset({*PHASE_CURRENT, *PHASE_VOLTAGE})
+_LATER = frozenset({"IINST", "ISOUSC", "DATE", *_PHASE_LABELS})
 """Labels read after the loop (once the number of phases is known), or not at all (DATE)."""
 _PHASED = ((PHASE_CURRENT, _CURRENT, "current_l{}_a"), (PHASE_VOLTAGE, _VOLTAGE, "voltage_l{}_v"))
 SEASON_OFFSET = {"E": timedelta(hours=2), "H": timedelta(hours=1)}
@@ -81,7 +82,7 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     ts = ctx.received_at
     date = groups.get("DATE")
     if date is not None:
-        meter_ts = frame_time(date[1] or date[0])
+        meter_ts = frame_time(date[1] if len(date) == 3 and date[1] else date[-1])
         if meter_ts is None:
             attrs["tic_clock"] = "degraded"
         else:
@@ -89,46 +90,50 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     return [envelope(ctx, SourceFormat.TIC, ts, values, attrs)]
 
 
-def _checked_groups(payload: bytes) -> tuple[Mode, dict[str, Fields]]:
+def _checked_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]]:
     """Groups read one check at a time: raises the first defect `fast_groups` declined."""
     texts = split_groups(payload)
     mode = detect_mode(texts)
-    groups: dict[str, Fields] = {}
+    groups: dict[str, Parts] = {}
     for index, text in enumerate(texts):
         group = parse_group(text, mode, index)
         if group.label in groups:
             raise PayloadError(DlqReason.INVALID_SCHEMA, f"label {group.label} appears twice")
-        groups[group.label] = (group.data, group.horodate)
+        groups[group.label] = ([group.label, group.data] if group.horodate is None
+                               else [group.label, group.horodate, group.data])
     return mode, groups
 
 
-def _read(groups: dict[str, Fields], mode: Mode) -> tuple[dict[str, float], dict[str, Scalar]]:
+def _read(groups: dict[str, Parts], mode: Mode) -> tuple[dict[str, float], dict[str, Scalar]]:
     """Values and attributes of a frame's groups."""
     three_phase = not _THREE_PHASE.isdisjoint(groups)
     values: dict[str, float] = {}
     attrs: dict[str, Scalar] = {"tic_mode": mode}
     numeric = NUMERIC.get
-    for label, (data, horodate) in groups.items():
+    for label, parts in groups.items():
         spec = numeric(label)
         if spec is not None:
-            values[spec[0]] = _integer(label, data) * spec[1]
+            data = parts[-1].strip()  # ASCII: isdigit() is [0-9]+; 15 digits are exact floats
+            number = float(data) if data.isdigit() and len(data) < 16 else _integer(label, parts[-1])
+            values[spec[0]] = number * spec[1]
         elif label not in _LATER:
-            attrs[label] = data.strip()
-            if horodate is not None:
-                attrs[f"{label}_at"] = _horodate_text(horodate)
+            attrs[label] = parts[-1].strip()
+            if len(parts) == 3:
+                attrs[f"{label}_at"] = _horodate_text(parts[1])
     if "ISOUSC" in groups:
-        values[_SUBSCRIBED] = _integer("ISOUSC", groups["ISOUSC"][0]) * (
+        values[_SUBSCRIBED] = _integer("ISOUSC", groups["ISOUSC"][-1]) * (
             600.0 if three_phase else 200.0)
     if "IINST" in groups:
-        values[_CURRENT] = _integer("IINST", groups["IINST"][0])
-    for table, total, phased in _PHASED:
-        for label, phase in table.items():
-            if label in groups:
-                value = _integer(label, groups[label][0])
-                if phase == 1:
-                    values[total] = value
-                if three_phase:
-                    values[phased.format(phase)] = value
+        values[_CURRENT] = _integer("IINST", groups["IINST"][-1])
+    if not _PHASE_LABELS.isdisjoint(groups):
+        for table, total, phased in _PHASED:
+            for label, phase in table.items():
+                if label in groups:
+                    value = _integer(label, groups[label][-1])
+                    if phase == 1:
+                        values[total] = value
+                    if three_phase:
+                        values[phased.format(phase)] = value
     if _IMPORT not in values:
         registers = [values[m] for m in REGISTERS.values() if m in values]
         if registers:

@@ -82,16 +82,16 @@ def split_groups(payload: bytes) -> list[str]:
     return groups
 
 
-Fields = tuple[str, str | None]
-"""A group's data and horodate (None when it has none)."""
+Parts = list[str]
+"""A group's fields: `[label, data]` or `[label, horodate, data]`."""
 
 _ALLOWED = b"\t\n\r" + bytes(range(0x20, 0x7F))
 _LABELS_OK: set[str] = set()
 
 
-def fast_groups(payload: bytes) -> tuple[Mode, dict[str, Fields]] | None:
-    """The mode and `label -> (data, horodate)` of a sound frame (no defect, no repeated label),
-    in frame order; None when anything is off."""
+def fast_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]] | None:
+    """The mode and `label -> parts` of a sound frame (no defect, no repeated label), in frame
+    order; None when anything is off."""
     if not payload.isascii() or EOT in payload:
         return None
     body = payload
@@ -103,47 +103,44 @@ def fast_groups(payload: bytes) -> tuple[Mode, dict[str, Fields]] | None:
         return None
     if body[:1] != b"\n" or body[-1:] != b"\r" or body.translate(None, _ALLOWED):
         return None
-    raw = body[1:-1].split(b"\r\n")
+    inner = body[1:-1]
+    raw = inner.split(b"\r\n")
     n = len(raw)
-    if body.count(b"\n") != n or body.count(b"\r") != n:
-        return None  # a CR or LF inside a group
-    texts = body[1:-1].decode("ascii").split("\r\n")
-    groups: dict[str, Fields] = {}
-    if "\t" in texts[0]:
-        if any([(sum(g[:-1]) & 0x3F) + 0x20 - g[-1] for g in raw if len(g) > 3]):
+    if body.count(b"\n") != n or body.count(b"\r") != n or min(map(len, raw)) < 4:
+        return None  # a CR or LF inside a group, a group too short
+    texts = inner.decode("ascii").split("\r\n")
+    groups: dict[str, Parts] = {}
+    if "\t" in texts[0]:  # standard: the checksum covers up to the last TAB
+        if any([(sum(g[:-1]) & 0x3F) + 0x20 - g[-1] for g in raw]):
             return None
         for text in texts:
-            if len(text) < 4 or text[-2] != "\t":
-                return None
             parts = text[:-2].split("\t")
-            label = parts[0]
-            if label in groups or (label not in _LABELS_OK and not _good_label(label)):
+            if text[-2] != "\t" or not 1 < len(parts) < 4:
                 return None
-            if len(parts) == 2:
-                groups[label] = (parts[1], None)
-            elif len(parts) == 3:
-                groups[label] = (parts[2], parts[1])
-            else:
+            groups[parts[0]] = parts
+        mode: Mode = "standard"
+    else:  # historique: the checksum covers `LABEL SP DATA`
+        if any([(sum(g[:-2]) & 0x3F) + 0x20 - g[-1] for g in raw]):
+            return None
+        for text in texts:
+            parts = text[:-2].split(" ", 1)
+            if text[-2] != " " or len(parts) < 2:
                 return None
-        return "standard", groups
-    if any([(sum(g[:-2]) & 0x3F) + 0x20 - g[-1] for g in raw if len(g) > 3]):
-        return None
-    for text in texts:
-        if len(text) < 4 or text[-2] != " ":
-            return None
-        label, sep, data = text[:-2].partition(" ")
-        if not sep or label in groups or (label not in _LABELS_OK and not _good_label(label)):
-            return None
-        groups[label] = (data, None)
-    return "historique", groups
+            groups[parts[0]] = parts
+        mode = "historique"
+    if len(groups) != n or not (_LABELS_OK.issuperset(groups) or _good_labels(groups)):
+        return None  # a repeated or malformed label
+    return mode, groups
 
 
-def _good_label(label: str) -> bool:
-    """LABEL.fullmatch, remembered (a frame's labels come from a small vocabulary)."""
-    if LABEL.fullmatch(label) is None:
-        return False
-    if len(_LABELS_OK) < 4096:
-        _LABELS_OK.add(label)
+def _good_labels(labels: dict[str, Parts]) -> bool:
+    """Every label matches LABEL (remembered: a frame's labels come from a small vocabulary)."""
+    for label in labels:
+        if label not in _LABELS_OK:
+            if LABEL.fullmatch(label) is None:
+                return False
+            if len(_LABELS_OK) < 4096:
+                _LABELS_OK.add(label)
     return True
 
 
