@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
+
+from maillage.envelope import to_us
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,12 @@ class KnownDevice:
     since: datetime
     """Earliest acceptable measurement time: the installation date when the registry has one
     (a device registered after it was installed may still send its history), else a sanity floor."""
+    since_us: int | None = field(init=False, repr=False, compare=False)
+    """`since` in epoch microseconds (None when it has no time zone)."""
+
+    def __post_init__(self) -> None:
+        aware = self.since.utcoffset() is not None
+        object.__setattr__(self, "since_us", to_us(self.since) if aware else None)
 
 
 # Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data.

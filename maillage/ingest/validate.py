@@ -120,12 +120,16 @@ class Ingest:
             envelopes = self._parse(payload, ctx)
             groups = self._relay(envelopes, tenant, device)
             if ctx.received_us is None:  # envelopes were validated: their times are aware
-                for group, since in groups:
-                    check_times(group, now=received, since=since, max_future=self.max_future)
+                for group, dev in groups:
+                    check_times(group, now=received, since=dev.since, max_future=self.max_future)
             else:
                 limit = ctx.received_us + self._max_future_us
-                for group, since in groups:
-                    _check_times(group, limit, _since_us(since), since, self.max_future)
+                for group, dev in groups:
+                    if dev.since_us is None:
+                        check_times(group, now=received, since=dev.since,
+                                    max_future=self.max_future)
+                    else:
+                        _check_times(group, limit, dev.since_us, dev.since, self.max_future)
         except PayloadError as exc:
             error = exc.error if isinstance(exc, _ParserFailure) else None
             return Outcome(channel, rejection=Rejection(exc.reason, exc.detail, tenant, device_id,
@@ -152,10 +156,16 @@ class Ingest:
             raise _ParserFailure(exc) from exc
 
     def _relay(self, envelopes: list[Envelope], tenant: str,
-               device: KnownDevice) -> list[tuple[list[Envelope], datetime]]:
-        """Re-key relayed envelopes; returns (envelopes, earliest time allowed) per device."""
+               device: KnownDevice) -> list[tuple[list[Envelope], KnownDevice]]:
+        """Re-key relayed envelopes; returns (envelopes, device they are stored under) per
+        device: the sender's own, then each relayed sensor's."""
+        for env in envelopes:
+            if "sensor" in env.attrs:
+                break
+        else:  # nothing names a sensor
+            return [(envelopes, device)]
         own: list[Envelope] = []
-        relayed: dict[str, tuple[list[Envelope], datetime]] = {}
+        relayed: dict[str, tuple[list[Envelope], KnownDevice]] = {}
         for env in envelopes:
             sensor = env.attrs.get("sensor")
             if not isinstance(sensor, str) or sensor == env.device_id:
@@ -170,24 +180,11 @@ class Ingest:
                 if target is None:
                     raise PayloadError(DlqReason.UNKNOWN_DEVICE,
                                        f"relayed sensor {tenant}/{sensor} is not registered")
-                relayed[sensor] = ([], target.since)
+                relayed[sensor] = ([], target)
             attrs = {k: v for k, v in env.attrs.items() if k != "sensor"}
             attrs["hub"] = env.device_id
             relayed[sensor][0].append(env.replace(device_id=sensor, attrs=attrs))
-        return [(own, device.since), *relayed.values()]
-
-
-def _since_us(since: datetime) -> int:
-    """Epoch µs of a device's earliest time (cached: a registry holds few distinct dates)."""
-    us = _SINCE_US.get(since)
-    if us is None:
-        if len(_SINCE_US) > 10_000:
-            _SINCE_US.clear()
-        us = _SINCE_US[since] = to_us(since)
-    return us
-
-
-_SINCE_US: dict[datetime, int] = {}
+        return [(own, device), *relayed.values()]
 
 
 class _ParserFailure(PayloadError):

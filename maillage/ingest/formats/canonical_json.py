@@ -57,26 +57,25 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         raw = {}  # a status-only report of a streetlight
     elif not isinstance(raw, dict) or not raw:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
-    values = raw if _sound(raw) else _values(raw, where)
+    # Kept as parsed when made of canonical names and finite floats only, else read one by one.
+    sound = (_known_superset(raw) and all(type(v) is float for v in raw.values())
+             and _isfinite(sum(raw.values())))
+    values = raw if sound else _values(raw, where)
     attrs = rec.get("attrs") or {}
-    if not isinstance(attrs, dict) or not all(isinstance(v, _SCALARS) for v in attrs.values()):
+    if not isinstance(attrs, dict) or (attrs and not all(isinstance(v, _SCALARS)
+                                                         for v in attrs.values())):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
     if "status" in rec:
         attrs = _with_status(rec["status"], attrs, where, ctx)
-    if lighting.is_lighting(ctx.device_type):
+    if ctx.device_type in lighting.LIGHTING_TYPES:
         lighting.check_telemetry(values, attrs, where)
-    if any(type(v) is int for v in attrs.values()):  # as validation would: numbers as floats
+    if attrs and any(type(v) is int for v in attrs.values()):  # numbers as floats, as validated
         attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
     return envelope(ctx, SourceFormat.JSON, ts, values, attrs, seq=seq)
 
 
-def _sound(raw: dict[str, Any]) -> bool:
-    """True when `raw` can be kept as is: canonical names, finite floats only."""
-    return (_known_superset(raw) and all(type(v) is float for v in raw.values())
-            and math.isfinite(sum(raw.values())))
-
-
 _known_superset = KNOWN.issuperset
+_isfinite = math.isfinite
 
 
 def _values(raw: dict[str, Any], where: str) -> dict[str, float]:
