@@ -190,7 +190,12 @@ def _resolve(rec: dict[str, Any], bases: _Bases, index: int, ts: datetime, prefi
     return (index, ts, prefix, short, unit, value, total, text)
 
 
-_PICKED: dict[tuple[str, str | None], tuple[str, Unit | None]] = {}
+_Picked = tuple[str, "Unit | None", str]
+"""A record's metric as a plain name, the unit to convert with, and the metric as `pick_metric`
+named it (a `Metric` or a str: rejection details show its repr)."""
+_PICKED: dict[tuple[str, str | None], _Picked] = {}
+_ENERGY = {key: (str(m), None, m) for key, m in ((True, Metric.ENERGY_EXPORT_WH),
+                                                   (False, Metric.ENERGY_IMPORT_WH))}
 
 
 def _add_record(group: _Group, rec: _Record) -> None:
@@ -201,8 +206,8 @@ def _add_record(group: _Group, rec: _Record) -> None:
         return
     unit = UNITS.get(unit_text or "")
     if total is not None and unit is not None and unit.base == "W":  # integral of power: W·s
-        energy = Metric.ENERGY_EXPORT_WH if "export" in short else Metric.ENERGY_IMPORT_WH
-        _put(group[0], energy, unit.convert(total) / 3600.0, index)
+        energy, _, shown = _ENERGY["export" in short]
+        _put(group[0], energy, unit.convert(total) / 3600.0, index, shown)
         if value is None:
             return
         total = None
@@ -211,23 +216,26 @@ def _add_record(group: _Group, rec: _Record) -> None:
                            f"{_at(index)}: a sum in {unit_text!r} has no canonical metric")
     picked = _PICKED.get((short, unit_text))
     if picked is None:
-        picked = pick_metric(short, unit_text, _at(index))
+        metric, conversion = pick_metric(short, unit_text, _at(index))
+        picked = (str(metric), conversion, metric)
         if len(_PICKED) >= _CACHE_SIZE:
             _PICKED.clear()
         _PICKED[(short, unit_text)] = picked
-    metric, conversion = picked
+    name, conversion, shown = picked
     raw = total if total is not None else value  # an energy index may come as a sum
     assert raw is not None  # _resolve guarantees a value, a sum or a text
-    _put(group[0], metric, conversion.convert(raw) if conversion else raw, index)
+    _put(group[0], name, conversion.convert(raw) if conversion else raw, index, shown)
 
 
-def _put(target: dict[str, Any], key: str, value: Any, index: int) -> None:
+def _put(target: dict[str, Any], key: str, value: Any, index: int, shown: object = None) -> None:
+    """`target[key] = value`, unless the key is taken or the number not finite (`shown`: the
+    key as rejection details name it)."""
     if key in target:
-        raise PayloadError(DlqReason.INVALID_SCHEMA,
-                           f"{_at(index)}: a second value for {key!r} at the same time")
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{_at(index)}: a second value for "
+                           f"{key if shown is None else shown!r} at the same time")
     if isinstance(value, float) and not math.isfinite(value):
         raise PayloadError(DlqReason.BAD_VALUE, f"{_at(index)}: {key} is not a finite number")
-    target[key if type(key) is str else str(key)] = value  # a Metric as its plain name
+    target[key] = value
 
 
 def _envelope(ts: datetime, prefix: str, group: _Group, ctx: MessageContext) -> Envelope:
