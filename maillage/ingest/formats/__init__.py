@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from maillage.envelope import EPOCH, MICROSECOND, Envelope, Kind, Scalar, SourceFormat
 from maillage.errors import DlqReason, PayloadError
@@ -18,7 +18,7 @@ from maillage.metrics import KNOWN, is_valid_name
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MessageContext:
     """What the gateway knows about a message besides its bytes (read-only by convention: not
     frozen, which would cost on every message)."""
@@ -27,21 +27,28 @@ class MessageContext:
     device_id: str
     channel: str
     received_at: datetime
-    device_type: str | None = None
-    received_us: int | None = field(init=False, repr=False, compare=False)
+    device_type: str | None
+    received_us: int | None = field(repr=False, compare=False)
     """Epoch µs of `received_at` when the envelope's own fields are sound (an aware receive time,
     tenant and device ids within bounds), else None: envelopes are then built validated."""
-    key: bytes = field(init=False, repr=False, compare=False)
+    key: bytes = field(repr=False, compare=False)
     """The envelopes' Kafka key."""
 
-    def __post_init__(self) -> None:
-        rx = self.received_at
-        tenant, device = self.tenant, self.device_id
-        sound = (isinstance(rx, datetime) and rx.utcoffset() is not None
-                 and isinstance(tenant, str) and 0 < len(tenant) <= 64
-                 and isinstance(device, str) and 0 < len(device) <= 128)
-        self.received_us = (rx - EPOCH) // MICROSECOND if sound else None
-        self.key = f"{tenant}/{device}".encode() if sound else b""
+    def __init__(self, tenant: str, device_id: str, channel: str, received_at: datetime,
+                 device_type: str | None = None) -> None:
+        self.tenant = tenant
+        self.device_id = device_id
+        self.channel = channel
+        self.received_at = received_at
+        self.device_type = device_type
+        if (isinstance(tenant, str) and isinstance(device_id, str) and 0 < len(tenant) <= 64
+                and 0 < len(device_id) <= 128 and isinstance(received_at, datetime)
+                and (received_at.tzinfo is UTC or received_at.utcoffset() is not None)):
+            self.received_us = (received_at - EPOCH) // MICROSECOND
+            self.key = f"{tenant}/{device_id}".encode()
+        else:
+            self.received_us = None
+            self.key = b""
 
 
 _known_superset = KNOWN.issuperset
