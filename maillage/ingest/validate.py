@@ -88,7 +88,8 @@ def status_envelope(payload: bytes, ctx: MessageContext) -> Envelope:
     if text not in ("online", "offline"):
         raise PayloadError(DlqReason.INVALID_SCHEMA,
                            f"status must be online or offline, not {text[:40]!r}")
-    return envelope(ctx, SourceFormat.STATUS, ctx.received_at, {}, {}, kind="status", event=text)
+    return envelope(ctx, SourceFormat.STATUS, ctx.received_at, {}, {}, kind="status", event=text,
+                    ts_us=ctx.received_us)
 
 
 class Ingest:

@@ -69,6 +69,8 @@ _THREE_PHASE = frozenset({"IINST2", "IINST3", "IRMS2", "IRMS3", "URMS2", "URMS3"
 _PHASE_LABELS = frozenset({*PHASE_CURRENT, *PHASE_VOLTAGE})
 _LATER = frozenset({"IINST", "ISOUSC", "DATE", *_PHASE_LABELS})
 """Labels read after the loop (once the number of phases is known), or not at all (DATE)."""
+_UNCACHED = frozenset({*NUMERIC, *_LATER, "ADSC", "ADCO", "PRM"})
+"""Groups whose data changes frame after frame (measures, time) or names the meter."""
 _PHASED = ((PHASE_CURRENT, _CURRENT, "current_l{}_a"), (PHASE_VOLTAGE, _VOLTAGE, "voltage_l{}_v"))
 SEASON_OFFSET = {"E": timedelta(hours=2), "H": timedelta(hours=1)}
 _SEASON_TZ = {season: timezone(offset) for season, offset in SEASON_OFFSET.items()}
@@ -76,18 +78,17 @@ _SEASON_TZ = {season: timezone(offset) for season, offset in SEASON_OFFSET.items
 
 def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     """Parse one TIC frame (historique or standard, auto-detected) into one envelope."""
-    fast = fast_groups(payload)
+    fast = fast_groups(payload, _UNCACHED)
     mode, groups = fast if fast is not None else _checked_groups(payload)
     values, attrs = _read(groups, mode)
-    ts = ctx.received_at
     date = groups.get("DATE")
     if date is not None:
         meter_ts = frame_time(date[1] if len(date) == 3 and date[1] else date[-1])
-        if meter_ts is None:
-            attrs["tic_clock"] = "degraded"
-        else:
-            ts = meter_ts
-    return [envelope(ctx, SourceFormat.TIC, ts, values, attrs)]
+        if meter_ts is not None:
+            return [envelope(ctx, SourceFormat.TIC, meter_ts, values, attrs)]
+        attrs["tic_clock"] = "degraded"
+    return [envelope(ctx, SourceFormat.TIC, ctx.received_at, values, attrs,
+                     ts_us=ctx.received_us)]
 
 
 def _checked_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]]:
@@ -151,17 +152,21 @@ def _integer(label: str, raw: str) -> float:
 
 def frame_time(horodate: str) -> datetime | None:
     """The meter's time from a horodate; None when its clock is degraded or unset."""
-    if len(horodate) != 13 or not (horodate[1:].isascii() and horodate[1:].isdigit()):
+    digits = horodate[1:]
+    if len(horodate) != 13 or not (digits.isascii() and digits.isdigit()):
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r} is not SAAMMJJhhmmss")
     season = horodate[0]
     if season in ("e", "h", " "):
         return None
     if season not in SEASON_OFFSET:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r}: unknown season {season!r}")
-    d = horodate[1:]
+    year, rest = divmod(int(digits), 10**10)  # YYMMDDhhmmss as one number, cut in two digits
+    month, rest = divmod(rest, 10**8)
+    day, rest = divmod(rest, 10**6)
+    hour, rest = divmod(rest, 10**4)
+    minute, second = divmod(rest, 100)
     try:
-        local = datetime(2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]),
-                         int(d[10:12]), tzinfo=_SEASON_TZ[season])
+        local = datetime(2000 + year, month, day, hour, minute, second, tzinfo=_SEASON_TZ[season])
     except ValueError as exc:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r}: {exc}") from exc
     return local.astimezone(UTC)

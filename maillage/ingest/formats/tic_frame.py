@@ -85,13 +85,20 @@ def split_groups(payload: bytes) -> list[str]:
 Parts = list[str]
 """A group's fields: `[label, data]` or `[label, horodate, data]`."""
 
-_ALLOWED = b"\t\n\r" + bytes(range(0x20, 0x7F))
+_TEXT_BYTES = b"\t" + bytes(range(0x20, 0x7F))
 _LABELS_OK: set[str] = set()
+_SOUND: dict[bool, dict[bytes, Parts]] = {True: {}, False: {}}
+"""Groups already read and found sound, by mode (standard or not): a meter repeats most of its
+groups frame after frame (its tariff, status word, subscribed power...)."""
+SOUND_GROUPS = 8192
+"""How many groups `_SOUND` keeps per mode before starting over."""
 
 
-def fast_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]] | None:
+def fast_groups(payload: bytes, uncached: frozenset[str] = frozenset()) -> tuple[
+        Mode, dict[str, Parts]] | None:
     """The mode and `label -> parts` of a sound frame (no defect, no repeated label), in frame
-    order; None when anything is off."""
+    order; None when anything is off. Groups labelled in `uncached` (values that change every
+    frame) are not remembered."""
     if not payload.isascii() or EOT in payload:
         return None
     body = payload
@@ -101,36 +108,47 @@ def fast_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]] | None:
         body = body[1:-1]
     elif body[-1:] == b"\x03":
         return None
-    if body[:1] != b"\n" or body[-1:] != b"\r" or body.translate(None, _ALLOWED):
+    if body[:1] != b"\n" or body[-1:] != b"\r":
         return None
-    inner = body[1:-1]
-    raw = inner.split(b"\r\n")
-    n = len(raw)
-    if body.count(b"\n") != n or body.count(b"\r") != n or min(map(len, raw)) < 4:
-        return None  # a CR or LF inside a group, a group too short
-    texts = inner.decode("ascii").split("\r\n")
+    raw = body[1:-1].split(b"\r\n")
+    if body.translate(None, _TEXT_BYTES) != b"\n\r" * len(raw):
+        return None  # a control character, or a CR or LF inside a group
+    standard = b"\t" in raw[0]
+    sound = _SOUND[standard]
     groups: dict[str, Parts] = {}
-    if "\t" in texts[0]:  # standard: the checksum covers up to the last TAB
-        if any([(sum(g[:-1]) & 0x3F) + 0x20 - g[-1] for g in raw]):
-            return None
-        for text in texts:
-            parts = text[:-2].split("\t")
-            if text[-2] != "\t" or not 1 < len(parts) < 4:
-                return None
+    try:
+        for group in raw:
+            parts = sound.get(group)
+            if parts is None:
+                parts = _group_parts(group, standard)
+                if parts is None:
+                    return None
+                label = parts[0]
+                if len(parts) == 2 and label in _LABELS_OK and label not in uncached:
+                    if len(sound) >= SOUND_GROUPS:
+                        sound.clear()
+                    sound[group] = parts
             groups[parts[0]] = parts
-        mode: Mode = "standard"
-    else:  # historique: the checksum covers `LABEL SP DATA`
-        if any([(sum(g[:-2]) & 0x3F) + 0x20 - g[-1] for g in raw]):
-            return None
-        for text in texts:
-            parts = text[:-2].split(" ", 1)
-            if text[-2] != " " or len(parts) < 2:
-                return None
-            groups[parts[0]] = parts
-        mode = "historique"
-    if len(groups) != n or not (_LABELS_OK.issuperset(groups) or _good_labels(groups)):
+    except IndexError:  # a group of one character or none
+        return None
+    if len(groups) != len(raw) or not (_LABELS_OK.issuperset(groups) or _good_labels(groups)):
         return None  # a repeated or malformed label
-    return mode, groups
+    return ("standard" if standard else "historique"), groups
+
+
+def _group_parts(group: bytes, standard: bool) -> Parts | None:
+    """The fields of one group with a correct checksum and separators, else None."""
+    text = group.decode("ascii")
+    last = group[-1]
+    if standard:  # the checksum covers everything up to and including the last TAB
+        if text[-2] != "\t" or ((sum(group) - last) & 0x3F) + 0x20 != last:
+            return None
+        parts = text[:-2].split("\t")
+        return parts if 1 < len(parts) < 4 else None
+    if text[-2] != " " or ((sum(group) - 0x20 - last) & 0x3F) + 0x20 != last:
+        return None  # historique: the checksum covers `LABEL SP DATA`
+    parts = text[:-2].split(" ", 1)
+    return parts if len(parts) == 2 else None
 
 
 def _good_labels(labels: dict[str, Parts]) -> bool:
