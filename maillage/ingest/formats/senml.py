@@ -72,6 +72,9 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         raise PayloadError(DlqReason.INVALID_SCHEMA, "a SenML pack is a non-empty JSON array")
     if len(pack) > MAX_RECORDS:
         raise PayloadError(DlqReason.TOO_LARGE, f"{len(pack)} records > {MAX_RECORDS}")
+    simple = _simple_pack(pack, ctx)
+    if simple is not None:
+        return simple
     bases = _Bases()
     resolved: list[_Record] = []
     times: dict[float, datetime] = {}  # a pack's records mostly share one time
@@ -101,9 +104,87 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         if group is None:
             group = groups[key] = ({}, {})
         _add_record(group, rec)
+    return _envelopes(groups, ctx)
+
+
+def _envelopes(groups: dict[tuple[datetime, str], _Group], ctx: MessageContext) -> list[Envelope]:
+    """One envelope per group, by time then name prefix."""
     if len(groups) == 1:
         return [_envelope(ts, prefix, group, ctx) for (ts, prefix), group in groups.items()]
     return [_envelope(ts, prefix, group, ctx) for (ts, prefix), group in sorted(groups.items())]
+
+
+_SIMPLE_FIELDS = frozenset({"bn", "bt", "bu", "n", "u", "v", "t"})
+
+
+def _simple_pack(pack: list[Any], ctx: MessageContext) -> list[Envelope] | None:
+    """The envelopes of a pack made only of numeric records (`n`, `u`, `v`, `t` and base name,
+    time and unit) whose names and units resolved before and whose values are finite, as the
+    general walk below would make them; None for any other pack, or at the first doubt."""
+    base_name, base_time, base_unit = "", 0.0, None
+    times: dict[float, datetime] = {}
+    groups: dict[tuple[datetime, str], _Group] = {}
+    for rec in pack:
+        if type(rec) is not dict or "v" not in rec or not _SIMPLE_FIELDS.issuperset(rec):
+            return None
+        if "bn" in rec:
+            base_name = rec["bn"]
+            if type(base_name) is not str:
+                return None
+        if "bt" in rec:
+            base_time = _plain_number(rec["bt"])
+            if base_time is None:
+                return None
+        if "bu" in rec:
+            unit = rec["bu"]
+            if type(unit) is not str:
+                return None
+            base_unit = unit or None
+        name = rec.get("n", "")
+        found = _NAMES.get(base_name + name) if type(name) is str else None
+        offset = _plain_number(rec["t"]) if "t" in rec else 0.0
+        unit = rec.get("u", "")
+        value = _plain_number(rec["v"])
+        if found is None or offset is None or type(unit) is not str or value is None:
+            return None
+        picked = _PICKED.get((found[1], unit or base_unit))
+        seconds = base_time + offset
+        ts = times.get(seconds)
+        if ts is None:
+            try:
+                ts = times[seconds] = _time(seconds, ctx.received_at, 0)
+            except PayloadError:  # out of range: the general walk says where
+                return None
+        if picked is None:
+            return None
+        metric, conversion, _ = picked
+        value = 0.0 + value  # as the general walk adds the (absent) base value
+        if conversion is not None:
+            value = conversion.convert(value)
+            if not math.isfinite(value):
+                return None
+        key = (ts, found[0])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ({}, {})
+        if metric in group[0]:
+            return None
+        group[0][metric] = value
+    if ctx.device_type != "care_hub" and len({prefix for _, prefix in groups}) == 1:
+        groups = {(ts, ""): group for (ts, _), group in groups.items()}
+    return _envelopes(groups, ctx)
+
+
+def _plain_number(value: object) -> float | None:
+    """A finite number as a float; None for anything else (booleans included)."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    return None
 
 
 def _at(index: int) -> str:
