@@ -56,25 +56,28 @@ _isfinite = math.isfinite
 _trusted = Envelope.trusted
 
 
-def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime, values: dict[str, float],
-             attrs: dict[str, Scalar], *, kind: Kind = "reading", seq: int | None = None,
-             event: str | None = None, ts_us: int | None = None) -> Envelope:
+def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime | None,
+             values: dict[str, float], attrs: dict[str, Scalar], *, kind: Kind = "reading",
+             seq: int | None = None, event: str | None = None,
+             ts_us: int | None = None) -> Envelope:
     """The envelope of a parser's checked fields (values must be floats, attributes scalars with
     no int), without validation when nothing is left to check; otherwise validated, raising the
     same `ValidationError` as always (a non-finite value, a bad name, a naive time...).
-    `ts_us`, when known, must be `ts` in epoch µs."""
+    The measurement time is `ts`, or `ts_us` (epoch µs of an aware time) when known."""
     unknown = () if _known_superset(values) else tuple(sorted(n for n in values if n not in KNOWN))
     rx = ctx.received_us
     try:  # a finite sum implies finite values (an overflowing one only costs a validation)
         finite = _isfinite(sum(values.values()))
     except (TypeError, OverflowError):
         finite = False
-    if (rx is not None and finite and (ts.tzinfo is UTC or ts.utcoffset() is not None)
-            and (not unknown or all(map(is_valid_name, unknown)))):
-        if ts_us is None:
+    if rx is not None and finite and (not unknown or all(map(is_valid_name, unknown))):
+        if ts_us is None and ts is not None and (ts.tzinfo is UTC or ts.utcoffset() is not None):
             ts_us = (ts - EPOCH) // MICROSECOND
-        return _trusted(ctx.tenant, ctx.device_id, kind, ts_us, rx, fmt, values, attrs, unknown,
-                        seq, event, ctx.key)
+        if ts_us is not None:
+            return _trusted(ctx.tenant, ctx.device_id, kind, ts_us, rx, fmt, values, attrs,
+                            unknown, seq, event, ctx.key)
+    if ts is None:
+        ts = EPOCH + ts_us * MICROSECOND  # type: ignore[operator]
     return Envelope(tenant=ctx.tenant, device_id=ctx.device_id, kind=kind, ts=ts,
                     received_at=ctx.received_at, source_format=fmt, seq=seq, values=values,
                     event=event, attrs=attrs, unknown_metrics=unknown)

@@ -8,6 +8,7 @@ devices get their status and value ranges checked.
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -58,7 +59,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
     elif not isinstance(raw, dict) or not raw:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
     # Kept as parsed when made of canonical names and finite floats only, else read one by one.
-    sound = (_known_superset(raw) and all(type(v) is float for v in raw.values())
+    sound = (_known_superset(raw) and all(map(isinstance, raw.values(), _FLOATS))
              and _isfinite(sum(raw.values())))
     values = raw if sound else _values(raw, where)
     attrs = rec.get("attrs") or {}
@@ -76,6 +77,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
 
 _known_superset = KNOWN.issuperset
 _isfinite = math.isfinite
+_FLOATS = repeat(float)  # isinstance's second argument, as long as needed (orjson: exact floats)
 
 
 def _values(raw: dict[str, Any], where: str) -> dict[str, float]:
