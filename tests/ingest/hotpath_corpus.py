@@ -11,6 +11,7 @@ topics and receive times varied. Only the standard library and orjson build it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from collections.abc import Callable, Iterator
@@ -299,36 +300,41 @@ def mutate_tic(payload: bytes, rng: random.Random) -> bytes:
     return _join_frame(groups, mode, rng)
 
 
+def _fresh(value: Any) -> Any:
+    """A pool value, copied when mutable (edits must not change the pools)."""
+    return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+
 def _edit_record(rec: dict[str, Any], rng: random.Random) -> None:
     """One edit of a canonical JSON record or an event/ack document."""
     op = rng.randrange(12)
     if op == 0:
-        rec["ts"] = rng.choice(TS_POOL)
+        rec["ts"] = _fresh(rng.choice(TS_POOL))
     elif op == 1:
         rec.pop("ts", None)
     elif op == 2:
-        rec["seq"] = rng.choice(NUMBERS)
+        rec["seq"] = _fresh(rng.choice(NUMBERS))
     elif op == 3:
         values = rec.get("values")
         if isinstance(values, dict):
-            values[rng.choice(METRIC_NAMES)] = rng.choice(NUMBERS)
+            values[rng.choice(METRIC_NAMES)] = _fresh(rng.choice(NUMBERS))
         else:
-            rec["values"] = {rng.choice(METRIC_NAMES): rng.choice(NUMBERS)}
+            rec["values"] = {rng.choice(METRIC_NAMES): _fresh(rng.choice(NUMBERS))}
     elif op == 4:
-        rec["values"] = rng.choice([{}, [], "x", None, {"lamp_on": 1}])
+        rec["values"] = _fresh(rng.choice([{}, [], "x", None, {"lamp_on": 1}]))
     elif op == 5:
         values = rec.get("values")
         if isinstance(values, dict) and values:
-            values[rng.choice(list(values))] = rng.choice(NUMBERS)
+            values[rng.choice(list(values))] = _fresh(rng.choice(NUMBERS))
     elif op == 6:
         attrs = rec.setdefault("attrs", {})
         if isinstance(attrs, dict):
-            attrs[rng.choice(["k", "status", "n", "", "x" * 65])] = rng.choice(SCALARS)
+            attrs[rng.choice(["k", "status", "n", "", "x" * 65])] = _fresh(rng.choice(SCALARS))
     elif op == 7:
         rec["status"] = rng.choice(["ok", "lampFailure", "bogus", 1, None])
     elif op == 8:
-        rec[rng.choice(["foo", "event", "sensor", "device", "id", "attrs", "note_"])] = rng.choice(
-            [*STRINGS, *EVENTS, *SCALARS])
+        rec[rng.choice(["foo", "event", "sensor", "device", "id", "attrs", "note_"])] = _fresh(
+            rng.choice([*STRINGS, *EVENTS, *SCALARS]))
     elif op == 9:
         rec.pop(rng.choice(list(rec) or ["x"]), None)
     elif op == 10:
@@ -380,7 +386,7 @@ def _edit_senml(pack: list[Any], rng: random.Random) -> None:
     elif op == 6:
         rec[rng.choice(["vb", "vs", "s", "v"])] = rng.choice([1, True, "ok"])
     elif op == 7:
-        rec["v"] = rng.choice(NUMBERS)
+        rec["v"] = _fresh(rng.choice(NUMBERS))
     elif op == 8:
         rec[rng.choice(["bv", "bs", "bu", "bver"])] = rng.choice(
             [1, 10, 11, 0, True, "10", "W", "kWh", 2.5, None])
@@ -389,8 +395,8 @@ def _edit_senml(pack: list[Any], rng: random.Random) -> None:
     elif op == 10:
         pack.insert(i, dict(rec))
     elif op == 11:
-        pack.insert(i, rng.choice([{"bt": T_RX - 30}, {"bu": "kW"}, {"bn": "hub-1/door-1/"}, 5,
-                                   {}, {"bver": 10}]))
+        pack.insert(i, _fresh(rng.choice([{"bt": T_RX - 30}, {"bu": "kW"}, {"bn": "hub-1/door-1/"},
+                                          5, {}, {"bver": 10}])))
     elif op == 12 and len(pack) > 1:
         del pack[i]
     else:
