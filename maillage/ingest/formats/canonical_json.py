@@ -16,6 +16,7 @@ import orjson
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope, lighting
+from maillage.ingest.formats.lighting import LIGHTING_TYPES
 from maillage.ingest.formats.timestamps import parse_ts
 from maillage.metrics import KNOWN, is_valid_name
 
@@ -68,15 +69,16 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
     if "status" in rec:
         attrs = _with_status(rec["status"], attrs, where, ctx)
-    if ctx.device_type in lighting.LIGHTING_TYPES:
+    if ctx.device_type in LIGHTING_TYPES:
         lighting.check_telemetry(values, attrs, where)
     if attrs and any(type(v) is int for v in attrs.values()):  # numbers as floats, as validated
         attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
-    return envelope(ctx, SourceFormat.JSON, ts, values, attrs, seq=seq)
+    return envelope(ctx, _JSON, ts, values, attrs, seq=seq)
 
 
 _known_superset = KNOWN.issuperset
 _isfinite = math.isfinite
+_JSON = SourceFormat.JSON
 _FLOATS = repeat(float)  # isinstance's second argument, as long as needed (orjson: exact floats)
 
 

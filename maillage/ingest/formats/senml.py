@@ -323,9 +323,12 @@ def _envelope(ts: datetime, prefix: str, group: _Group, ctx: MessageContext) -> 
     values, attrs = group
     if prefix:  # the relayed sensor: the last segment of its name prefix (a MAC, an id)
         attrs["sensor"] = re.split("[:/]", prefix)[-1] or prefix
-    if lighting.is_lighting(ctx.device_type):
+    if ctx.device_type in lighting.LIGHTING_TYPES:
         lighting.check_telemetry(values, attrs)
-    return envelope(ctx, SourceFormat.SENML, ts, values, attrs)
+    return envelope(ctx, _SENML, ts, values, attrs)
+
+
+_SENML = SourceFormat.SENML
 
 
 def _time(seconds: float, now: datetime, index: int) -> datetime:

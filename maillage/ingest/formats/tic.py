@@ -77,6 +77,7 @@ _PHASE_SPEC = {label: (rank, total, phased, phase) for rank, (label, phase, tota
                          for label, phase in table.items())}
 """Phase label -> (its rank in the tables, its metric, its per-phase metric, its phase)."""
 SEASON_OFFSET = {"E": timedelta(hours=2), "H": timedelta(hours=1)}
+_TIC = SourceFormat.TIC
 _SEASON_TZ = {season: timezone(offset) for season, offset in SEASON_OFFSET.items()}
 
 
@@ -89,9 +90,9 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     if date is not None:
         meter_us = frame_time_us(date[1] if len(date) == 3 and date[1] else date[-1])
         if meter_us is not None:
-            return [envelope(ctx, SourceFormat.TIC, None, values, attrs, ts_us=meter_us)]
+            return [envelope(ctx, _TIC, None, values, attrs, ts_us=meter_us)]
         attrs["tic_clock"] = "degraded"
-    return [envelope(ctx, SourceFormat.TIC, ctx.received_at, values, attrs,
+    return [envelope(ctx, _TIC, ctx.received_at, values, attrs,
                      ts_us=ctx.received_us)]
 
 
