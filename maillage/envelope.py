@@ -54,7 +54,7 @@ def from_us(us: int) -> datetime:
 class _Checked(BaseModel):
     """The validated constructor's schema: the envelope's bounds, checked by pydantic."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", title="Envelope")
 
     tenant: str = Field(min_length=1, max_length=64)
     device_id: str = Field(min_length=1, max_length=128)

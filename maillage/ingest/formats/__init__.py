@@ -58,18 +58,24 @@ _trusted = Envelope.trusted
 
 def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime | None,
              values: dict[str, float], attrs: dict[str, Scalar], *, kind: Kind = "reading",
-             seq: int | None = None, event: str | None = None,
-             ts_us: int | None = None) -> Envelope:
+             seq: int | None = None, event: str | None = None, ts_us: int | None = None,
+             canonical: bool = False) -> Envelope:
     """The envelope of a parser's checked fields (values must be floats, attributes scalars with
     no int), without validation when nothing is left to check; otherwise validated, raising the
     same `ValidationError` as always (a non-finite value, a bad name, a naive time...).
-    The measurement time is `ts`, or `ts_us` (epoch µs of an aware time) when known."""
-    unknown = () if _known_superset(values) else tuple(sorted(n for n in values if n not in KNOWN))
+    The measurement time is `ts`, or `ts_us` (epoch µs of an aware time) when known;
+    `canonical` says the parser found every value finite and named in the vocabulary."""
+    if canonical:
+        unknown: tuple[str, ...] = ()
+        finite = True
+    else:
+        unknown = () if _known_superset(values) else tuple(sorted(n for n in values
+                                                                  if n not in KNOWN))
+        try:  # a finite sum implies finite values (an overflowing one only costs a validation)
+            finite = _isfinite(sum(values.values()))
+        except (TypeError, OverflowError):
+            finite = False
     rx = ctx.received_us
-    try:  # a finite sum implies finite values (an overflowing one only costs a validation)
-        finite = _isfinite(sum(values.values()))
-    except (TypeError, OverflowError):
-        finite = False
     if rx is not None and finite and (not unknown or all(map(is_valid_name, unknown))):
         if ts_us is None and ts is not None and (ts.tzinfo is UTC or ts.utcoffset() is not None):
             ts_us = (ts - EPOCH) // MICROSECOND

@@ -34,6 +34,8 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         raise PayloadError(DlqReason.INVALID_SCHEMA, "empty list")
     if len(records) > MAX_RECORDS:
         raise PayloadError(DlqReason.TOO_LARGE, f"{len(records)} records > {MAX_RECORDS}")
+    if len(records) == 1:
+        return [_record(records[0], 0, ctx)]
     return [_record(r, i, ctx) for i, r in enumerate(records)]
 
 
@@ -73,7 +75,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         lighting.check_telemetry(values, attrs, where)
     if attrs and any(type(v) is int for v in attrs.values()):  # numbers as floats, as validated
         attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
-    return envelope(ctx, _JSON, ts, values, attrs, seq=seq)
+    return envelope(ctx, _JSON, ts, values, attrs, seq=seq, canonical=sound)
 
 
 _known_superset = KNOWN.issuperset
