@@ -119,6 +119,11 @@ class Ingest:
         ctx = MessageContext(tenant, device_id, channel, received, device.type)
         try:
             envelopes = self._parse(payload, ctx)
+            if len(envelopes) == 1 and ctx.received_us is not None and device.since_us is not None:
+                env = envelopes[0]  # the usual message: one envelope of its own, times in bounds
+                if ("sensor" not in env.attrs
+                        and device.since_us <= env.ts_us <= ctx.received_us + self._max_future_us):
+                    return Outcome(channel, envelopes)
             groups = self._relay(envelopes, tenant, device)
             if ctx.received_us is None:  # envelopes were validated: their times are aware
                 for group, dev in groups:

@@ -41,6 +41,8 @@ def _parse_text(value: str, field: str) -> datetime:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} is not ISO 8601") from exc
     if parsed.tzinfo is None:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"{field}: {value!r} has no time zone")
+    if parsed.tzinfo is UTC:  # already UTC ("Z", "+00:00"): astimezone would return it as is
+        return parsed
     try:
         return parsed.astimezone(UTC)
     except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00
