@@ -69,6 +69,10 @@ _THREE_PHASE = frozenset({"IINST2", "IINST3", "IRMS2", "IRMS3", "URMS2", "URMS3"
 _PHASE_LABELS = frozenset({*PHASE_CURRENT, *PHASE_VOLTAGE})
 _LATER = frozenset({"IINST", "ISOUSC", "DATE", *_PHASE_LABELS})
 """Labels read after the loop (once the number of phases is known), or not at all (DATE)."""
+_LATER_ROLE = ("", 0.0)
+_ROLE: dict[str, tuple[str, float]] = {**dict.fromkeys(_LATER, _LATER_ROLE), **NUMERIC}
+"""Label -> its (metric, scale), or `_LATER_ROLE` for the labels read after the loop; the
+others are texts."""
 _UNCACHED = frozenset({*NUMERIC, *_LATER, "ADSC", "ADCO", "PRM"})
 """Groups whose data changes frame after frame (measures, time) or names the meter."""
 _PHASED = ((PHASE_CURRENT, _CURRENT, "current_l{}_a"), (PHASE_VOLTAGE, _VOLTAGE, "voltage_l{}_v"))
@@ -115,17 +119,17 @@ def _read(groups: dict[str, Parts], mode: Mode) -> tuple[dict[str, float], dict[
     three_phase = not _THREE_PHASE.isdisjoint(groups)
     values: dict[str, float] = {}
     attrs: dict[str, Scalar] = {"tic_mode": mode}
-    numeric = NUMERIC.get
+    role = _ROLE.get
     for label, parts in groups.items():
-        spec = numeric(label)
-        if spec is not None:
-            data = parts[-1].strip()  # ASCII: isdigit() is [0-9]+; 15 digits are exact floats
-            number = float(data) if data.isdigit() and len(data) < 16 else _integer(label, parts[-1])
-            values[spec[0]] = number * spec[1]
-        elif label not in _LATER:
+        spec = role(label)
+        if spec is None:  # a text, kept as an attribute
             attrs[label] = parts[-1].strip()
             if len(parts) == 3:
                 attrs[f"{label}_at"] = _horodate_text(parts[1])
+        elif spec is not _LATER_ROLE:
+            data = parts[-1].strip()  # ASCII: isdigit() is [0-9]+; 15 digits are exact floats
+            number = float(data) if data.isdigit() and len(data) < 16 else _integer(label, parts[-1])
+            values[spec[0]] = number * spec[1]
     if "ISOUSC" in groups:
         values[_SUBSCRIBED] = _integer("ISOUSC", groups["ISOUSC"][-1]) * (
             600.0 if three_phase else 200.0)

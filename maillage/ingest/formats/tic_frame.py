@@ -120,11 +120,24 @@ def fast_groups(payload: bytes, uncached: frozenset[str] = frozenset()) -> tuple
         for group in raw:
             parts = sound.get(group)
             if parts is None:
-                parts = _group_parts(group, standard)
-                if parts is None:
-                    return None
+                # The checksum covers, in standard mode, everything up to and including the last
+                # TAB; in historique mode `LABEL SP DATA`.
+                text = group.decode("ascii")
+                last = group[-1]
+                if standard:
+                    if text[-2] != "\t" or ((sum(group) - last) & 0x3F) + 0x20 != last:
+                        return None
+                    parts = text[:-2].split("\t")
+                    if not 1 < len(parts) < 4:
+                        return None
+                else:
+                    if text[-2] != " " or ((sum(group) - 0x20 - last) & 0x3F) + 0x20 != last:
+                        return None
+                    parts = text[:-2].split(" ", 1)
+                    if len(parts) != 2:
+                        return None
                 label = parts[0]
-                if len(parts) == 2 and label in _LABELS_OK and label not in uncached:
+                if label not in uncached and len(parts) == 2 and label in _LABELS_OK:
                     if len(sound) >= SOUND_GROUPS:
                         sound.clear()
                     sound[group] = parts
@@ -134,21 +147,6 @@ def fast_groups(payload: bytes, uncached: frozenset[str] = frozenset()) -> tuple
     if len(groups) != len(raw) or not (_LABELS_OK.issuperset(groups) or _good_labels(groups)):
         return None  # a repeated or malformed label
     return ("standard" if standard else "historique"), groups
-
-
-def _group_parts(group: bytes, standard: bool) -> Parts | None:
-    """The fields of one group with a correct checksum and separators, else None."""
-    text = group.decode("ascii")
-    last = group[-1]
-    if standard:  # the checksum covers everything up to and including the last TAB
-        if text[-2] != "\t" or ((sum(group) - last) & 0x3F) + 0x20 != last:
-            return None
-        parts = text[:-2].split("\t")
-        return parts if 1 < len(parts) < 4 else None
-    if text[-2] != " " or ((sum(group) - 0x20 - last) & 0x3F) + 0x20 != last:
-        return None  # historique: the checksum covers `LABEL SP DATA`
-    parts = text[:-2].split(" ", 1)
-    return parts if len(parts) == 2 else None
 
 
 def _good_labels(labels: dict[str, Parts]) -> bool:
