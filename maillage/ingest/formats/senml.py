@@ -132,9 +132,10 @@ def _simple_pack(pack: list[Any], ctx: MessageContext) -> list[Envelope] | None:
             if type(base_name) is not str:
                 return None
         if "bt" in rec:
-            base_time = _plain_number(rec["bt"])
-            if base_time is None:
+            bt = _plain_number(rec["bt"])
+            if bt is None:
                 return None
+            base_time = bt
         if "bu" in rec:
             unit = rec["bu"]
             if type(unit) is not str:
@@ -271,11 +272,11 @@ def _resolve(rec: dict[str, Any], bases: _Bases, index: int, ts: datetime, prefi
     return (index, ts, prefix, short, unit, value, total, text)
 
 
-_Picked = tuple[str, "Unit | None", str]
+_Picked = tuple[str, "Unit | None", object]
 """A record's metric as a plain name, the unit to convert with, and the metric as `pick_metric`
 named it (a `Metric` or a str: rejection details show its repr)."""
 _PICKED: dict[tuple[str, str | None], _Picked] = {}
-_ENERGY = {key: (str(m), None, m) for key, m in ((True, Metric.ENERGY_EXPORT_WH),
+_ENERGY: dict[bool, _Picked] = {key: (str(m), None, m) for key, m in ((True, Metric.ENERGY_EXPORT_WH),
                                                    (False, Metric.ENERGY_IMPORT_WH))}
 
 
@@ -287,8 +288,8 @@ def _add_record(group: _Group, rec: _Record) -> None:
         return
     unit = UNITS.get(unit_text or "")
     if total is not None and unit is not None and unit.base == "W":  # integral of power: W·s
-        energy, _, shown = _ENERGY["export" in short]
-        _put(group[0], energy, unit.convert(total) / 3600.0, index, shown)
+        energy, _, energy_shown = _ENERGY["export" in short]
+        _put(group[0], energy, unit.convert(total) / 3600.0, index, energy_shown)
         if value is None:
             return
         total = None
