@@ -43,8 +43,8 @@ class Message:
     payload: bytes
 
 
-def corpus(n: int, seed: int = 11) -> tuple[list[Message], RegistryCache]:
-    """`n` messages drawn from the mix by share, and a registry knowing their devices."""
+def corpus(n: int, seed: int = 11) -> tuple[list[Message], dict[tuple[str, str], KnownDevice]]:
+    """`n` messages drawn from the mix by share, and their devices (for `RegistryCache.in_memory`)."""
     from maillage.bench.fleet import build_mix, stamp
 
     mix = build_mix()
@@ -61,7 +61,7 @@ def corpus(n: int, seed: int = 11) -> tuple[list[Message], RegistryCache]:
         device = f"{a.name}-{rng.randrange(DEVICES_PER_ARCHETYPE)}"
         payload = stamp(t, t0 + j % 7000, j)
         out.append(Message(t.kind, f"maillage/{TENANT}/{device}/{a.channel}", payload))
-    return out, RegistryCache.in_memory(devices)
+    return out, devices
 
 
 def run_once(ingest: Ingest, messages: list[Message]) -> tuple[float, int]:
@@ -79,10 +79,10 @@ def run_once(ingest: Ingest, messages: list[Message]) -> tuple[float, int]:
     return elapsed, readings
 
 
-def measure(messages: list[Message], registry: RegistryCache,
+def measure(messages: list[Message], devices: dict[tuple[str, str], KnownDevice],
             repeat: int) -> dict[str, tuple[int, int, float]]:
     """Per kind (and `mix`): (messages, readings, best CPU seconds of a pass)."""
-    ingest = Ingest(registry, max_future=timedelta(minutes=5))
+    ingest = Ingest(RegistryCache.in_memory(devices), max_future=timedelta(minutes=5))
     by_kind: dict[str, list[Message]] = defaultdict(list)
     for m in messages:
         by_kind[m.kind].append(m)
@@ -94,16 +94,17 @@ def measure(messages: list[Message], registry: RegistryCache,
     return result
 
 
-def instructions(messages: list[Message], registry: RegistryCache) -> dict[str, tuple[int, int, float]]:
+def instructions(messages: list[Message], devices: dict[tuple[str, str], KnownDevice],
+                 ) -> dict[str, tuple[int, int, float]]:
     """Per kind (and `mix`): (messages, readings, instructions per pass), under callgrind."""
-    ingest = Ingest(registry, max_future=timedelta(minutes=5))
+    ingest = Ingest(RegistryCache.in_memory(devices), max_future=timedelta(minutes=5))
     kinds = sorted({m.kind for m in messages}) + ["mix"]
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         saved = f"{tmp}/corpus.pickle"
         with open(saved, "wb") as f:
             pickle.dump(([(m.kind, m.topic, m.payload) for m in messages],
-                         {k: (d.pk, d.type, d.since) for k, d in registry._known.items()}), f)
+                         {k: (d.pk, d.type, d.since) for k, d in devices.items()}), f)
         for kind in kinds:
             msgs = messages if kind == "mix" else [m for m in messages if m.kind == kind]
             _, readings = run_once(ingest, msgs)
@@ -152,13 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.replay:
         _replay(args.replay, args.kind, args.passes)
         return
-    messages, registry = corpus(args.messages)
+    messages, devices = corpus(args.messages)
     out = sys.stdout
     if args.instructions:
-        result = instructions(messages, registry)
+        result = instructions(messages, devices)
         unit, scale = "instr", 1.0
     else:
-        result = measure(messages, registry, args.repeat)
+        result = measure(messages, devices, args.repeat)
         unit, scale = "µs", 1e6
     out.write(f"{'format':10s} {'messages':>9s} {'readings':>9s} {unit + '/message':>14s} "
               f"{unit + '/reading':>14s}\n")

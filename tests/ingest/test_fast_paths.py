@@ -147,8 +147,8 @@ def test_senml_fast_and_slow_paths_agree(monkeypatch: pytest.MonkeyPatch,
     assert outcome(payload, "up/senml", device_type) == reference
 
 
-def test_trusted_envelope_refuses_nothing_validation_would() -> None:
-    """`Envelope(...)` keeps the old validation: a bad name or a naive time is refused."""
+def test_validated_constructor_still_refuses_naive_times() -> None:
+    """`Envelope(...)` keeps the old validation (here: a time without a zone)."""
     from datetime import datetime
 
     from pydantic import ValidationError
