@@ -12,6 +12,8 @@ ANOMALIES = "maillage.anomalies"
 ALERTS = "maillage.alerts"
 COMMANDS = "maillage.commands"
 ALL_TOPICS = (READINGS, EVENTS, STATUS, DLQ, ANOMALIES, ALERTS, COMMANDS)
+KIND_TOPIC = {"reading": READINGS, "event": EVENTS, "ack": EVENTS, "status": STATUS}
+"""The Kafka topic of an envelope, by its kind."""
 
 MQTT_ROOT = "maillage"
 GATEWAY_SHARE_GROUP = "maillage-gateway"
@@ -41,7 +43,13 @@ class DeviceTopic:
 
 def parse_device_topic(topic: str) -> DeviceTopic | None:
     """Split a device topic; None when it is not one."""
-    parts = topic.split("/")
+    parts = split_device_topic(topic)
+    return None if parts is None else DeviceTopic(*parts)
+
+
+def split_device_topic(topic: str) -> tuple[str, str, str] | None:
+    """`(tenant, device_id, channel)` of a device topic; None when it is not one."""
+    parts = topic.split("/", 3)
     if len(parts) < 4 or parts[0] != MQTT_ROOT or not parts[1] or not parts[2]:
         return None
-    return DeviceTopic(parts[1], parts[2], "/".join(parts[3:]))
+    return parts[1], parts[2], parts[3]

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
+
+from maillage.envelope import to_us
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,12 @@ class KnownDevice:
     since: datetime
     """Earliest acceptable measurement time: the installation date when the registry has one
     (a device registered after it was installed may still send its history), else a sanity floor."""
+    since_us: int | None = field(init=False, repr=False, compare=False)
+    """`since` in epoch microseconds (None when it has no time zone)."""
+
+    def __post_init__(self) -> None:
+        aware = self.since.utcoffset() is not None
+        object.__setattr__(self, "since_us", to_us(self.since) if aware else None)
 
 
 # Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data.
@@ -93,12 +101,22 @@ class RegistryCache:
         self._misses = {}
         return len(self._known)
 
+    @classmethod
+    def in_memory(cls, devices: dict[tuple[str, str], KnownDevice]) -> RegistryCache:
+        """A cache of a fixed set of devices, without a database (tests, benchmarks): a device
+        not in `devices` is not registered."""
+        cache = cls("", listen=False)
+        cache._known = dict(devices)
+        return cache
+
     def get(self, tenant: str, device_id: str) -> KnownDevice | None:
         """The device, or None when it is not registered (negative answers cached for a while)."""
         key = (tenant, device_id)
         found = self._known.get(key)
         if found is not None:
             return found
+        if not self._url:  # in_memory(): nothing else to look up
+            return None
         now = time.monotonic()
         if now - self._misses.get(key, -1e9) < self._miss_ttl:
             return None

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from maillage import topics
-from maillage.envelope import Envelope, SourceFormat
+from maillage.envelope import MICROSECOND, Envelope, SourceFormat, to_us
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext, parse_message
+from maillage.ingest.formats import MessageContext, envelope, parse_message
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
+from maillage.topics import KIND_TOPIC, split_device_topic
 
 RELAY_TYPES = frozenset({"care_hub", "lighting_cabinet"})
 """Device types allowed to send data on behalf of other registered devices: a home's care hub
@@ -43,13 +43,19 @@ class Rejection:
     """Set when a parser failed unexpectedly (a bug, logged with its traceback)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """What became of one message: envelopes to produce, or a rejection."""
+    """What became of one message: envelopes to produce, or a rejection (read-only by
+    convention: not frozen, which would cost on every message)."""
 
     channel: str
     envelopes: list[Envelope] = field(default_factory=list)
     rejection: Rejection | None = None
+
+    def records(self) -> list[tuple[str, bytes, bytes, int]]:
+        """`(Kafka topic, key, value, number of values)` of each envelope (none when rejected)."""
+        return [(KIND_TOPIC[env.kind], env.key, env.to_kafka(), len(env.values))
+                for env in self.envelopes]
 
 
 def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
@@ -58,25 +64,32 @@ def check_times(envelopes: list[Envelope], *, now: datetime, since: datetime,
 
     Late readings (even days late) are fine: they are stored where they belong.
     """
-    limit = now + max_future
+    _check_times(envelopes, to_us(now) + max_future // MICROSECOND, to_us(since), since,
+                 max_future)
+
+
+def _check_times(envelopes: list[Envelope], limit_us: int, since_us: int, since: datetime,
+                 max_future: timedelta) -> None:
+    """`check_times` on epoch microseconds."""
     for env in envelopes:
-        if env.ts > limit:
+        ts = env.ts_us
+        if ts > limit_us:
             raise PayloadError(DlqReason.FUTURE_TIMESTAMP,
                                f"ts {env.ts.isoformat()} is more than {max_future} after receipt")
-        if env.ts < since:
+        if ts < since_us:
             raise PayloadError(DlqReason.BEFORE_DEVICE,
                                f"ts {env.ts.isoformat()} is before the device was installed "
                                f"or its clock was set ({since.isoformat()})")
 
 
-def status_envelope(payload: bytes, tenant: str, device_id: str, received: datetime) -> Envelope:
+def status_envelope(payload: bytes, ctx: MessageContext) -> Envelope:
     """`…/status`: `online` or `offline` (the last will), stamped with the receive time."""
     text = payload.decode("utf-8", "replace").strip().lower()
     if text not in ("online", "offline"):
         raise PayloadError(DlqReason.INVALID_SCHEMA,
                            f"status must be online or offline, not {text[:40]!r}")
-    return Envelope(tenant=tenant, device_id=device_id, kind="status", ts=received,
-                    received_at=received, source_format=SourceFormat.STATUS, event=text)
+    return envelope(ctx, SourceFormat.STATUS, ctx.received_at, {}, {}, kind="status", event=text,
+                    ts_us=ctx.received_us)
 
 
 class Ingest:
@@ -89,37 +102,54 @@ class Ingest:
     def __init__(self, registry: RegistryCache, *, max_future: timedelta) -> None:
         self.registry = registry
         self.max_future = max_future
+        self._max_future_us = max_future // MICROSECOND
 
     def convert(self, topic: str, payload: bytes, received: datetime) -> Outcome:
         """Decide about one message."""
-        dt = topics.parse_device_topic(topic)
-        if dt is None:
+        parts = split_device_topic(topic)
+        if parts is None:
             return Outcome("?", rejection=Rejection(DlqReason.UNKNOWN_TOPIC, "not a device topic",
                                                     None, None))
-        device = self.registry.get(dt.tenant, dt.device_id)
+        tenant, device_id, channel = parts
+        device = self.registry.get(tenant, device_id)
         if device is None:
-            return Outcome(dt.channel, rejection=Rejection(
-                DlqReason.UNKNOWN_DEVICE, f"{dt.tenant}/{dt.device_id} is not registered",
-                dt.tenant, dt.device_id))
+            return Outcome(channel, rejection=Rejection(
+                DlqReason.UNKNOWN_DEVICE, f"{tenant}/{device_id} is not registered",
+                tenant, device_id))
+        ctx = MessageContext(tenant, device_id, channel, received, device.type)
         try:
-            envelopes = self._parse(payload, dt.tenant, dt.device_id, dt.channel, device, received)
-            groups = self._relay(envelopes, dt.tenant, device)
-            for group, since in groups:
-                check_times(group, now=received, since=since, max_future=self.max_future)
+            envelopes = self._parse(payload, ctx)
+            if len(envelopes) == 1 and ctx.received_us is not None and device.since_us is not None:
+                env = envelopes[0]  # the usual message: one envelope of its own, times in bounds
+                if ("sensor" not in env.attrs
+                        and device.since_us <= env.ts_us <= ctx.received_us + self._max_future_us):
+                    return Outcome(channel, envelopes)
+            groups = self._relay(envelopes, tenant, device)
+            if ctx.received_us is None:  # envelopes were validated: their times are aware
+                for group, dev in groups:
+                    check_times(group, now=received, since=dev.since, max_future=self.max_future)
+            else:
+                limit = ctx.received_us + self._max_future_us
+                for group, dev in groups:
+                    if dev.since_us is None:
+                        check_times(group, now=received, since=dev.since,
+                                    max_future=self.max_future)
+                    else:
+                        _check_times(group, limit, dev.since_us, dev.since, self.max_future)
         except PayloadError as exc:
             error = exc.error if isinstance(exc, _ParserFailure) else None
-            return Outcome(dt.channel, rejection=Rejection(exc.reason, exc.detail, dt.tenant,
-                                                           dt.device_id, error))
-        return Outcome(dt.channel, envelopes=[env for group, _ in groups for env in group])
+            return Outcome(channel, rejection=Rejection(exc.reason, exc.detail, tenant, device_id,
+                                                        error))
+        if len(groups) == 1:
+            return Outcome(channel, groups[0][0])
+        return Outcome(channel, [env for group, _ in groups for env in group])
 
-    def _parse(self, payload: bytes, tenant: str, device_id: str, channel: str,
-               device: KnownDevice, received: datetime) -> list[Envelope]:
+    def _parse(self, payload: bytes, ctx: MessageContext) -> list[Envelope]:
         """The parsers' envelopes; any failure of theirs becomes a PayloadError."""
         try:
-            if channel == "status":
-                return [status_envelope(payload, tenant, device_id, received)]
-            return parse_message(payload, MessageContext(tenant, device_id, channel, received,
-                                                         device.type))
+            if ctx.channel == "status":
+                return [status_envelope(payload, ctx)]
+            return parse_message(payload, ctx)
         except PayloadError:
             raise
         except ValidationError as exc:  # an envelope field out of its bounds
@@ -132,10 +162,16 @@ class Ingest:
             raise _ParserFailure(exc) from exc
 
     def _relay(self, envelopes: list[Envelope], tenant: str,
-               device: KnownDevice) -> list[tuple[list[Envelope], datetime]]:
-        """Re-key relayed envelopes; returns (envelopes, earliest time allowed) per device."""
+               device: KnownDevice) -> list[tuple[list[Envelope], KnownDevice]]:
+        """Re-key relayed envelopes; returns (envelopes, device they are stored under) per
+        device: the sender's own, then each relayed sensor's."""
+        for env in envelopes:
+            if "sensor" in env.attrs:
+                break
+        else:  # nothing names a sensor
+            return [(envelopes, device)]
         own: list[Envelope] = []
-        relayed: dict[str, tuple[list[Envelope], datetime]] = {}
+        relayed: dict[str, tuple[list[Envelope], KnownDevice]] = {}
         for env in envelopes:
             sensor = env.attrs.get("sensor")
             if not isinstance(sensor, str) or sensor == env.device_id:
@@ -150,12 +186,11 @@ class Ingest:
                 if target is None:
                     raise PayloadError(DlqReason.UNKNOWN_DEVICE,
                                        f"relayed sensor {tenant}/{sensor} is not registered")
-                relayed[sensor] = ([], target.since)
+                relayed[sensor] = ([], target)
             attrs = {k: v for k, v in env.attrs.items() if k != "sensor"}
             attrs["hub"] = env.device_id
-            relayed[sensor][0].append(env.model_copy(update={"device_id": sensor,
-                                                             "attrs": attrs}))
-        return [(own, device.since), *relayed.values()]
+            relayed[sensor][0].append(env.replace(device_id=sensor, attrs=attrs))
+        return [(own, device), *relayed.values()]
 
 
 class _ParserFailure(PayloadError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext
+from maillage.ingest.formats import MessageContext, envelope
 from maillage.ingest.formats.common import load_json, measurement_time, scalar_attrs
 
 ACK_STATUSES: frozenset[str] = frozenset({"done", "failed"})
@@ -29,16 +29,7 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     ts = measurement_time(doc["ts"]) if doc.get("ts") is not None else ctx.received_at
     attrs = scalar_attrs({k: v for k, v in doc.items() if k not in ("id", "status", "ts")})
     attrs["command_id"] = command_id
-    return [Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        kind="ack",
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.ACK,
-        event=status,
-        attrs=attrs,
-    )]
+    return [envelope(ctx, SourceFormat.ACK, ts, {}, attrs, kind="ack", event=status)]
 
 
 def _command_id(value: object) -> str:

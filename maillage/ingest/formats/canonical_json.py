@@ -8,13 +8,15 @@ devices get their status and value ranges checked.
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any
 
 import orjson
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext, lighting
+from maillage.ingest.formats import MessageContext, envelope, lighting
+from maillage.ingest.formats.lighting import LIGHTING_TYPES
 from maillage.ingest.formats.timestamps import parse_ts
 from maillage.metrics import KNOWN, is_valid_name
 
@@ -32,15 +34,21 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         raise PayloadError(DlqReason.INVALID_SCHEMA, "empty list")
     if len(records) > MAX_RECORDS:
         raise PayloadError(DlqReason.TOO_LARGE, f"{len(records)} records > {MAX_RECORDS}")
+    if len(records) == 1:
+        return [_record(records[0], 0, ctx)]
     return [_record(r, i, ctx) for i, r in enumerate(records)]
+
+
+_FIELDS = frozenset({"ts", "seq", "values", "attrs", "status"})
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
     where = f"record {index}: " if index else ""
     if not isinstance(rec, dict):
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}expected an object")
-    extra = set(rec) - {"ts", "seq", "values", "attrs", "status"}
-    if extra:
+    if not _FIELDS.issuperset(rec):
+        extra = set(rec) - _FIELDS
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}unexpected fields {sorted(extra)}")
     if "ts" not in rec:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}missing 'ts'")
@@ -53,6 +61,31 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
         raw = {}  # a status-only report of a streetlight
     elif not isinstance(raw, dict) or not raw:
         raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'values' must be a non-empty object")
+    # Kept as parsed when made of canonical names and finite floats only, else read one by one.
+    sound = (_known_superset(raw) and all(map(isinstance, raw.values(), _FLOATS))
+             and _isfinite(sum(raw.values())))
+    values = raw if sound else _values(raw, where)
+    attrs = rec.get("attrs") or {}
+    if not isinstance(attrs, dict) or (attrs and not all(isinstance(v, _SCALARS)
+                                                         for v in attrs.values())):
+        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
+    if "status" in rec:
+        attrs = _with_status(rec["status"], attrs, where, ctx)
+    if ctx.device_type in LIGHTING_TYPES:
+        lighting.check_telemetry(values, attrs, where)
+    if attrs and any(type(v) is int for v in attrs.values()):  # numbers as floats, as validated
+        attrs = {k: float(v) if type(v) is int else v for k, v in attrs.items()}
+    return envelope(ctx, _JSON, ts, values, attrs, seq=seq, canonical=sound)
+
+
+_known_superset = KNOWN.issuperset
+_isfinite = math.isfinite
+_JSON = SourceFormat.JSON
+_FLOATS = repeat(float)  # isinstance's second argument, as long as needed (orjson: exact floats)
+
+
+def _values(raw: dict[str, Any], where: str) -> dict[str, float]:
+    """The values checked one by one: raises on the first bad name or value."""
     values: dict[str, float] = {}
     for name, value in raw.items():
         if not is_valid_name(name):
@@ -64,26 +97,7 @@ def _record(rec: Any, index: int, ctx: MessageContext) -> Envelope:
             raise PayloadError(DlqReason.BAD_VALUE,
                                f"{where}{name}={value!r} is not a finite number")
         values[name] = float(value)
-    attrs = rec.get("attrs") or {}
-    if not isinstance(attrs, dict) or not all(
-        isinstance(v, str | int | float | bool) or v is None for v in attrs.values()
-    ):
-        raise PayloadError(DlqReason.INVALID_SCHEMA, f"{where}'attrs' must map names to scalars")
-    if "status" in rec:
-        attrs = _with_status(rec["status"], attrs, where, ctx)
-    if lighting.is_lighting(ctx.device_type):
-        lighting.check_telemetry(values, attrs, where)
-    return Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.JSON,
-        seq=seq,
-        values=values,
-        attrs=attrs,
-        unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
-    )
+    return values
 
 
 def _with_status(status: Any, attrs: dict[str, Any], where: str,

@@ -19,7 +19,7 @@ from typing import Any
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext
+from maillage.ingest.formats import MessageContext, envelope
 from maillage.ingest.formats.common import (
     load_json,
     measurement_time,
@@ -28,7 +28,6 @@ from maillage.ingest.formats.common import (
     scalar_attrs,
     sensor_id,
 )
-from maillage.metrics import KNOWN
 
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -59,19 +58,9 @@ def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
         attrs["sensor"] = sensor
     if name not in KNOWN_EVENTS:
         attrs["unknown_event"] = True
-    return [Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        kind="event",
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.EVENT,
-        seq=optional_seq(doc.get("seq")),
-        values=values,
-        event=name,
-        attrs=attrs,
-        unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
-    )]
+    seq = optional_seq(doc.get("seq"))
+    return [envelope(ctx, SourceFormat.EVENT, ts, values, attrs, kind="event", seq=seq,
+                     event=name)]
 
 
 def _sensor(doc: dict[str, Any]) -> str | None:

@@ -25,10 +25,11 @@ LAMP_STATUSES: frozenset[str] = frozenset(
 """Streetlight health as controllers report it; `ok` means no fault."""
 
 _RANGES: dict[str, tuple[float, float]] = {
-    Metric.DIMMING_PCT: (0.0, 100.0),
-    Metric.LAMP_POWER_W: (0.0, float("inf")),
-    Metric.BURNING_HOURS_H: (0.0, float("inf")),
+    Metric.DIMMING_PCT.value: (0.0, 100.0),
+    Metric.LAMP_POWER_W.value: (0.0, float("inf")),
+    Metric.BURNING_HOURS_H.value: (0.0, float("inf")),
 }
+_LAMP_ON = Metric.LAMP_ON.value
 
 
 def is_lighting(device_type: str | None) -> bool:
@@ -48,7 +49,7 @@ def check_status(status: object, where: str = "") -> str:
 
 def check_values(values: Mapping[str, float], where: str = "") -> None:
     """Reject lighting values outside their physical range with `bad_value`."""
-    lamp_on = values.get(Metric.LAMP_ON)
+    lamp_on = values.get(_LAMP_ON)
     if lamp_on is not None and lamp_on not in (0.0, 1.0):
         raise PayloadError(DlqReason.BAD_VALUE, f"{where}lamp_on={lamp_on} must be 0 or 1")
     for name, (low, high) in _RANGES.items():

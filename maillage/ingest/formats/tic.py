@@ -26,29 +26,38 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from maillage.envelope import Envelope, SourceFormat
+from maillage.envelope import MICROSECOND, Envelope, SourceFormat, to_us
 from maillage.errors import DlqReason, PayloadError
-from maillage.ingest.formats import MessageContext
+from maillage.ingest.formats import MessageContext, envelope
 from maillage.ingest.formats.common import Scalar
-from maillage.ingest.formats.tic_frame import Group, Mode, detect_mode, parse_group, split_groups
-from maillage.metrics import KNOWN, Metric
+from maillage.ingest.formats.tic_frame import (
+    Mode,
+    Parts,
+    detect_mode,
+    fast_groups,
+    parse_group,
+    split_groups,
+)
+from maillage.metrics import Metric
 
-REGISTERS: dict[str, Metric] = {
-    "HCHC": Metric.ENERGY_IMPORT_HC_WH, "HCHP": Metric.ENERGY_IMPORT_HP_WH,
-    "EJPHN": Metric.ENERGY_IMPORT_EJP_HN_WH, "EJPHPM": Metric.ENERGY_IMPORT_EJP_HPM_WH,
-    "BBRHCJB": Metric.ENERGY_IMPORT_HC_BLUE_WH, "BBRHPJB": Metric.ENERGY_IMPORT_HP_BLUE_WH,
-    "BBRHCJW": Metric.ENERGY_IMPORT_HC_WHITE_WH, "BBRHPJW": Metric.ENERGY_IMPORT_HP_WHITE_WH,
-    "BBRHCJR": Metric.ENERGY_IMPORT_HC_RED_WH, "BBRHPJR": Metric.ENERGY_IMPORT_HP_RED_WH,
+REGISTERS: dict[str, str] = {
+    "HCHC": Metric.ENERGY_IMPORT_HC_WH.value, "HCHP": Metric.ENERGY_IMPORT_HP_WH.value,
+    "EJPHN": Metric.ENERGY_IMPORT_EJP_HN_WH.value, "EJPHPM": Metric.ENERGY_IMPORT_EJP_HPM_WH.value,
+    "BBRHCJB": Metric.ENERGY_IMPORT_HC_BLUE_WH.value, "BBRHPJB": Metric.ENERGY_IMPORT_HP_BLUE_WH.value,
+    "BBRHCJW": Metric.ENERGY_IMPORT_HC_WHITE_WH.value,
+    "BBRHPJW": Metric.ENERGY_IMPORT_HP_WHITE_WH.value,
+    "BBRHCJR": Metric.ENERGY_IMPORT_HC_RED_WH.value, "BBRHPJR": Metric.ENERGY_IMPORT_HP_RED_WH.value,
 }
 """Historique option registers, summed into `energy_import_wh` when there is no `BASE`."""
 
+_IMPORT, _CURRENT, _VOLTAGE = "energy_import_wh", "current_a", "voltage_v"
+_SUBSCRIBED = "subscribed_power_va"
+
 # label -> (metric, scale); phase-1 labels are handled apart.
 NUMERIC: dict[str, tuple[str, float]] = {
-    "BASE": (Metric.ENERGY_IMPORT_WH, 1.0), "EAST": (Metric.ENERGY_IMPORT_WH, 1.0),
-    "EAIT": (Metric.ENERGY_EXPORT_WH, 1.0),
-    "PAPP": (Metric.APPARENT_POWER_VA, 1.0), "SINSTS": (Metric.APPARENT_POWER_VA, 1.0),
-    "SINSTI": (Metric.APPARENT_POWER_EXPORT_VA, 1.0),
-    "PREF": (Metric.SUBSCRIBED_POWER_VA, 1000.0),
+    "BASE": (_IMPORT, 1.0), "EAST": (_IMPORT, 1.0), "EAIT": ("energy_export_wh", 1.0),
+    "PAPP": ("apparent_power_va", 1.0), "SINSTS": ("apparent_power_va", 1.0),
+    "SINSTI": ("apparent_power_export_va", 1.0), "PREF": (_SUBSCRIBED, 1000.0),
     **{label: (metric, 1.0) for label, metric in REGISTERS.items()},
     **{f"EASF{i:02d}": (f"energy_import_f{i:02d}_wh", 1.0) for i in range(1, 11)},
     **{f"EASD{i:02d}": (f"energy_import_d{i:02d}_wh", 1.0) for i in range(1, 5)},
@@ -57,99 +66,147 @@ NUMERIC: dict[str, tuple[str, float]] = {
 PHASE_CURRENT = {"IINST1": 1, "IINST2": 2, "IINST3": 3, "IRMS1": 1, "IRMS2": 2, "IRMS3": 3}
 PHASE_VOLTAGE = {"URMS1": 1, "URMS2": 2, "URMS3": 3}
 _THREE_PHASE = frozenset({"IINST2", "IINST3", "IRMS2", "IRMS3", "URMS2", "URMS3"})
+_PHASE_LABELS = frozenset({*PHASE_CURRENT, *PHASE_VOLTAGE})
+_LATER = frozenset({"IINST", "ISOUSC", "DATE", *_PHASE_LABELS})
+"""Labels read after the loop (once the number of phases is known), or not at all (DATE)."""
+_LATER_ROLE = ("", 0.0)
+_ROLE: dict[str, tuple[str, float]] = {**dict.fromkeys(_LATER, _LATER_ROLE), **NUMERIC}
+"""Label -> its (metric, scale), or `_LATER_ROLE` for the labels read after the loop; the
+others are texts."""
+_UNCACHED = frozenset({*NUMERIC, *_LATER, "ADSC", "ADCO", "PRM"})
+"""Groups whose data changes frame after frame (measures, time) or names the meter."""
+_PHASED = ((PHASE_CURRENT, _CURRENT, "current_l{}_a"), (PHASE_VOLTAGE, _VOLTAGE, "voltage_l{}_v"))
+_PHASE_SPEC = {label: (rank, total, phased, phase) for rank, (label, phase, total, phased) in
+               enumerate((label, phase, total, phased) for table, total, phased in _PHASED
+                         for label, phase in table.items())}
+"""Phase label -> (its rank in the tables, its metric, its per-phase metric, its phase)."""
 SEASON_OFFSET = {"E": timedelta(hours=2), "H": timedelta(hours=1)}
+_TIC = SourceFormat.TIC
+_SEASON_TZ = {season: timezone(offset) for season, offset in SEASON_OFFSET.items()}
 
 
 def parse(payload: bytes, ctx: MessageContext) -> list[Envelope]:
     """Parse one TIC frame (historique or standard, auto-detected) into one envelope."""
+    fast = fast_groups(payload, _UNCACHED)
+    mode, groups = fast if fast is not None else _checked_groups(payload)
+    values, attrs = _read(groups, mode)
+    date = groups.get("DATE")
+    if date is not None:
+        meter_us = frame_time_us(date[1] if len(date) == 3 and date[1] else date[-1])
+        if meter_us is not None:
+            return [envelope(ctx, _TIC, None, values, attrs, ts_us=meter_us)]
+        attrs["tic_clock"] = "degraded"
+    return [envelope(ctx, _TIC, ctx.received_at, values, attrs,
+                     ts_us=ctx.received_us)]
+
+
+def _checked_groups(payload: bytes) -> tuple[Mode, dict[str, Parts]]:
+    """Groups read one check at a time: raises the first defect `fast_groups` declined."""
     texts = split_groups(payload)
     mode = detect_mode(texts)
-    groups: dict[str, Group] = {}
+    groups: dict[str, Parts] = {}
     for index, text in enumerate(texts):
         group = parse_group(text, mode, index)
         if group.label in groups:
             raise PayloadError(DlqReason.INVALID_SCHEMA, f"label {group.label} appears twice")
-        groups[group.label] = group
-    values, attrs = _read(groups, mode)
-    ts = ctx.received_at
-    if "DATE" in groups:
-        meter_ts = frame_time(groups["DATE"].horodate or groups["DATE"].data)
-        if meter_ts is None:
-            attrs["tic_clock"] = "degraded"
-        else:
-            ts = meter_ts
-    return [Envelope(
-        tenant=ctx.tenant,
-        device_id=ctx.device_id,
-        ts=ts,
-        received_at=ctx.received_at,
-        source_format=SourceFormat.TIC,
-        values=values,
-        attrs=attrs,
-        unknown_metrics=tuple(sorted(n for n in values if n not in KNOWN)),
-    )]
+        groups[group.label] = ([group.label, group.data] if group.horodate is None
+                               else [group.label, group.horodate, group.data])
+    return mode, groups
 
 
-def _read(groups: dict[str, Group], mode: Mode) -> tuple[dict[str, float], dict[str, Scalar]]:
+def _read(groups: dict[str, Parts], mode: Mode) -> tuple[dict[str, float], dict[str, Scalar]]:
     """Values and attributes of a frame's groups."""
     three_phase = not _THREE_PHASE.isdisjoint(groups)
     values: dict[str, float] = {}
     attrs: dict[str, Scalar] = {"tic_mode": mode}
-    for label, group in groups.items():
-        if label in NUMERIC:
-            metric, scale = NUMERIC[label]
-            values[metric] = _integer(group) * scale
-        elif label in ("IINST", "ISOUSC") or label in PHASE_CURRENT or label in PHASE_VOLTAGE:
-            continue  # below, once the number of phases is known
-        elif label != "DATE":
-            attrs[label] = group.data.strip()
-            if group.horodate is not None:
-                attrs[f"{label}_at"] = _horodate_text(group.horodate)
+    role = _ROLE.get
+    for label, parts in groups.items():
+        spec = role(label)
+        if spec is None:  # a text, kept as an attribute
+            attrs[label] = parts[-1].strip()
+            if len(parts) == 3:
+                attrs[f"{label}_at"] = _horodate_text(parts[1])
+        elif spec is not _LATER_ROLE:
+            data = parts[-1].strip()  # ASCII: isdigit() is [0-9]+; 15 digits are exact floats
+            number = float(data) if data.isdigit() and len(data) < 16 else _integer(label, parts[-1])
+            values[spec[0]] = number * spec[1]
     if "ISOUSC" in groups:
-        values[Metric.SUBSCRIBED_POWER_VA] = _integer(groups["ISOUSC"]) * (
+        values[_SUBSCRIBED] = _integer("ISOUSC", groups["ISOUSC"][-1]) * (
             600.0 if three_phase else 200.0)
     if "IINST" in groups:
-        values[Metric.CURRENT_A] = _integer(groups["IINST"])
-    for table, total, phased in ((PHASE_CURRENT, Metric.CURRENT_A, "current_l{}_a"),
-                                 (PHASE_VOLTAGE, Metric.VOLTAGE_V, "voltage_l{}_v")):
-        for label, phase in table.items():
-            if label in groups:
-                value = _integer(groups[label])
-                if phase == 1:
-                    values[total] = value
-                if three_phase:
-                    values[phased.format(phase)] = value
-    if Metric.ENERGY_IMPORT_WH not in values:
+        values[_CURRENT] = _integer("IINST", groups["IINST"][-1])
+    phases = _PHASE_LABELS.intersection(groups)
+    if phases:  # in table order: currents, then voltages
+        for label in sorted(phases, key=_PHASE_SPEC.__getitem__):
+            _, total, phased, phase = _PHASE_SPEC[label]
+            value = _integer(label, groups[label][-1])
+            if phase == 1:
+                values[total] = value
+            if three_phase:
+                values[phased.format(phase)] = value
+    if _IMPORT not in values:
         registers = [values[m] for m in REGISTERS.values() if m in values]
         if registers:
-            values[Metric.ENERGY_IMPORT_WH] = sum(registers)
+            values[_IMPORT] = sum(registers)
     return values, attrs
 
 
-def _integer(group: Group) -> float:
-    """The group's data as a non-negative integer."""
-    data = group.data.strip()
+def _integer(label: str, raw: str) -> float:
+    """A group's data as a non-negative integer."""
+    data = raw.strip()
+    if len(data) < 16 and data.isascii() and data.isdigit():
+        return float(data)  # exact: at most 15 digits
     if not (data.isascii() and data.isdigit()):
-        raise PayloadError(DlqReason.BAD_VALUE, f"{group.label}={group.data!r} is not a number")
+        raise PayloadError(DlqReason.BAD_VALUE, f"{label}={raw!r} is not a number")
     return float(int(data))
 
 
 def frame_time(horodate: str) -> datetime | None:
     """The meter's time from a horodate; None when its clock is degraded or unset."""
-    if len(horodate) != 13 or not (horodate[1:].isascii() and horodate[1:].isdigit()):
+    digits = horodate[1:]
+    if len(horodate) != 13 or not (digits.isascii() and digits.isdigit()):
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r} is not SAAMMJJhhmmss")
     season = horodate[0]
     if season in ("e", "h", " "):
         return None
     if season not in SEASON_OFFSET:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r}: unknown season {season!r}")
-    d = horodate[1:]
+    year, rest = divmod(int(digits), 10**10)  # YYMMDDhhmmss as one number, cut in two digits
+    month, rest = divmod(rest, 10**8)
+    day, rest = divmod(rest, 10**6)
+    hour, rest = divmod(rest, 10**4)
+    minute, second = divmod(rest, 100)
     try:
-        local = datetime(2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]),
-                         int(d[10:12]), tzinfo=timezone(SEASON_OFFSET[season]))
+        local = datetime(2000 + year, month, day, hour, minute, second, tzinfo=_SEASON_TZ[season])
     except ValueError as exc:
         raise PayloadError(DlqReason.BAD_TIMESTAMP, f"DATE {horodate!r}: {exc}") from exc
     return local.astimezone(UTC)
+
+
+_SEASON_US = {season: offset // MICROSECOND for season, offset in SEASON_OFFSET.items()}
+_DAYS: dict[str, int] = {}
+"""`YYMMDD` of a valid date -> epoch µs of its midnight (as if UTC): frames carry few dates."""
+
+
+def frame_time_us(horodate: str) -> int | None:
+    """`frame_time` in epoch microseconds (same checks, same errors)."""
+    offset = _SEASON_US.get(horodate[:1])
+    day = _DAYS.get(horodate[1:7]) if offset is not None else None
+    clock = horodate[7:]
+    if day is not None and len(clock) == 6 and clock.isascii() and clock.isdigit():
+        hour, rest = divmod(int(clock), 10_000)
+        minute, second = divmod(rest, 100)
+        if hour < 24 and minute < 60 and second < 60:
+            return day + ((hour * 60 + minute) * 60 + second) * 1_000_000 - offset  # type: ignore[operator]
+    ts = frame_time(horodate)
+    if ts is None:
+        return None
+    if len(_DAYS) >= 4096:
+        _DAYS.clear()
+    digits = horodate[1:7]
+    _DAYS[digits] = to_us(datetime(2000 + int(digits[:2]), int(digits[2:4]), int(digits[4:]),
+                                   tzinfo=UTC))
+    return to_us(ts)
 
 
 def _horodate_text(horodate: str) -> str:
