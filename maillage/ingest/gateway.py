@@ -46,8 +46,6 @@ from maillage.observability import BROKER_DROPPED, DLQ_RECORDS, INGEST_MESSAGES,
 log = logging.getLogger(__name__)
 
 DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
-KIND_TOPIC = {"reading": topics.READINGS, "event": topics.EVENTS, "ack": topics.EVENTS,
-               "status": topics.STATUS}
 RECONNECT_DELAYS = (0.2, 5.0)
 """First and longest wait between two MQTT connection attempts (doubling in between)."""
 STOP_TIMEOUT_S = 30.0
@@ -181,9 +179,9 @@ class Gateway:
             return [(topics.DLQ, rec.key, rec.to_kafka())]
         self._tally[(outcome.channel, "accepted")] += 1
         out = []
-        for env in outcome.envelopes:
-            self._values += len(env.values)
-            out.append((KIND_TOPIC[env.kind], env.key, env.to_kafka()))
+        for kafka_topic, key, value, n_values in outcome.records():
+            self._values += n_values
+            out.append((kafka_topic, key, value))
         return out
 
     # --- MQTT side ---------------------------------------------------------------------------
@@ -345,7 +343,7 @@ class Gateway:
         producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka_bootstrap, acks="all",
                                     max_batch_size=cfg.kafka_batch_bytes, request_timeout_ms=30_000)
         await producer.start()
-        outbox: Outbox[_Token] = Outbox(producer, {*KIND_TOPIC.values(), topics.DLQ}, self._acked)
+        outbox: Outbox[_Token] = Outbox(producer, {*topics.KIND_TOPIC.values(), topics.DLQ}, self._acked)
         self._outbox = outbox
         tasks: list[asyncio.Task[None]] = []
         clean = False

@@ -29,9 +29,9 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from maillage.ingest.gateway import KIND_TOPIC
 from maillage.ingest.registry_cache import RegistryCache
 from maillage.ingest.validate import Ingest
+from maillage.topics import KIND_TOPIC
 
 log = logging.getLogger(__name__)
 
