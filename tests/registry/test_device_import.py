@@ -21,20 +21,11 @@ import pytest
 from maillage.errors import RegistryError
 from maillage.registry.devices import register
 from maillage.registry.importer import load_devices
-from maillage.registry.tenants import add_tenant
 from maillage.stack.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER
 from tests.conftest import Services
 
 TYPES = ["meter", "streetlight", "care_env", "presence"]
-
-
-@pytest.fixture
-def tenant(db_url: str) -> str:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        add_tenant(conn, tenant_id=name)
-    return name
 
 
 def _cli(services: Services, db_url: str, *args: str) -> subprocess.CompletedProcess[str]:

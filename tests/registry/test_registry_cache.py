@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,7 +12,6 @@ import pytest
 from maillage.ingest.registry_cache import RegistryCache
 from maillage.registry.devices import register
 from maillage.registry.models import DeviceSpec
-from maillage.registry.tenants import add_tenant
 
 
 def _until(predicate, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
@@ -23,14 +21,6 @@ def _until(predicate, timeout: float = 10) -> bool:  # type: ignore[no-untyped-d
             return True
         time.sleep(0.05)
     return bool(predicate())
-
-
-@pytest.fixture
-def tenant(db_url: str) -> str:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        add_tenant(conn, tenant_id=name)
-    return name
 
 
 @pytest.fixture
