@@ -34,9 +34,10 @@ class Settings(BaseSettings):
     kafka_partitions: int = 8
     gateway_processes: int = 1
     storage_processes: int = 1
-    # Storage batching: flush when this many rows are buffered or this much time has passed.
+    # Storage batching: a batch holds what arrived while the previous one was written, up to
+    # this many rows, and batches start at most every `storage_batch_ms`.
     storage_batch_rows: int = 20000
-    storage_batch_ms: int = 200
+    storage_batch_ms: int = 20
     # How far in the future a measurement time may be before it is rejected.
     max_future_s: int = 300
     default_timezone: str = "Europe/Paris"

@@ -3,7 +3,7 @@ does for its children), every process writes there and the API's `/metrics` show
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 INGEST_MESSAGES = Counter("maillage_ingest_messages", "MQTT messages handled by the gateway",
                           ["channel", "outcome"])
@@ -14,3 +14,6 @@ BROKER_DROPPED = Gauge("maillage_mqtt_broker_dropped_messages",
                        multiprocess_mode="max")
 STORED_ROWS = Counter("maillage_stored_rows", "Rows written by the storage processor", ["table"])
 DUPLICATE_ROWS = Counter("maillage_duplicate_rows", "Rows ignored as already stored", ["table"])
+BATCH_SECONDS = Histogram("maillage_storage_batch_seconds",
+                          "Time to write one storage batch (one transaction, commit included)",
+                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))

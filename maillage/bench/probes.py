@@ -200,6 +200,8 @@ class LatencyProbe:
     phase: str | None = None
     sent: dict[int, tuple[float, str]] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    sent_at: dict[str, list[float]] = field(default_factory=dict)
+    """Publication time (epoch s) of each latency sample, in the same order."""
     published: int = 0
     acked: int = 0
     seen: int = 0
@@ -288,6 +290,7 @@ class LatencyProbe:
                             continue
                         self.seen += 1
                         self.latencies.setdefault(sent[1], []).append((seen_at - sent[0]) * 1000)
+                        self.sent_at.setdefault(sent[1], []).append(sent[0])
                 if not self._first.is_set():
                     self._first.set()
                     if self.phase == "warm-up":
@@ -308,6 +311,22 @@ class LatencyProbe:
             t.join(timeout=5)
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def timeline(sent_at: list[float], latencies: list[float], step_s: float = 1.0) -> list[list[float]]:
+    """Per `step_s` of publication time: [seconds from the first sample, samples, worst ms].
+
+    Shows whether a tail comes from a few stalls (and how far apart) or from the whole phase.
+    """
+    if not sent_at:
+        return []
+    t0 = min(sent_at)
+    slots: dict[int, list[float]] = {}
+    for t, ms in zip(sent_at, latencies, strict=True):
+        slot = slots.setdefault(int((t - t0) // step_s), [0, 0.0])
+        slot[0] += 1
+        slot[1] = max(slot[1], ms)
+    return [[round(k * step_s, 1), n, round(worst, 1)] for k, (n, worst) in sorted(slots.items())]
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:

@@ -45,6 +45,7 @@ from maillage.bench.probes import (
     Snapshot,
     component_of,
     percentiles,
+    timeline,
 )
 from maillage.bench.publish import MAX, PublisherPool, Session, WorkerResult, WorkerSpec
 from maillage.bench.report import Dashboard, machine_info
@@ -886,6 +887,8 @@ class Bench:
                                "stored_at_max": percentiles(lat.get("max", [])),
                                "stored_during_pause": percentiles(lat.get("pause", [])),
                                "method": "probe device, 50 msg/s; row polled every 20 ms (upper bound)",
+                               "timeline": timeline(self.probe.sent_at.get("latency", []),
+                                                    lat.get("latency", [])),
                                "probe_errors": self.probe.errors[:5]},
             "cost": cost,
             "pause_db": pause,

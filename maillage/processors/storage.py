@@ -10,6 +10,7 @@ written in the same transaction.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,14 @@ from aiokafka.structs import ConsumerRecord
 from maillage import topics
 from maillage.db import writer
 from maillage.envelope import DlqRecord
-from maillage.observability import DUPLICATE_ROWS, STORED_ROWS
+from maillage.observability import BATCH_SECONDS, DUPLICATE_ROWS, STORED_ROWS
 
 log = logging.getLogger(__name__)
 
 TOPICS = [topics.READINGS, topics.EVENTS, topics.STATUS, topics.DLQ]
 GROUP = "maillage-storage"
+SLOW_BATCH_S = 0.5
+"""A batch write longer than this is logged with where its time went."""
 
 
 @dataclass
@@ -133,6 +136,8 @@ class StorageSink:
         """Write one batch in one transaction; raise (nothing stored) on failure."""
         conn = self._connection()
         seen: dict[int, int] = {}
+        t0 = time.perf_counter()
+        t_rows = t0
         try:
             self._forget_changed_devices()
             with conn.transaction():
@@ -152,12 +157,19 @@ class StorageSink:
                 if batch.rejected:
                     n = writer.write_rejected(conn, batch.rejected)
                     STORED_ROWS.labels("rejected").inc(n)
+                t_rows = time.perf_counter()
         except psycopg.OperationalError:
             conn.close()  # reconnect next time; the runner stops without committing offsets
             if self._listen is not None:
                 self._listen.close()
             raise
         self.last_seen.written(seen)
+        t_end = time.perf_counter()
+        BATCH_SECONDS.observe(t_end - t0)
+        if t_end - t0 > SLOW_BATCH_S:
+            log.info("slow batch: %d readings, %d events in %.0f ms (rows %.0f ms, commit %.0f ms)",
+                     batch.rows, len(batch.events), (t_end - t0) * 1000, (t_rows - t0) * 1000,
+                     (t_end - t_rows) * 1000)
 
     def close(self) -> None:
         for conn in (self._conn, self._listen):
