@@ -17,3 +17,6 @@ DUPLICATE_ROWS = Counter("maillage_duplicate_rows", "Rows ignored as already sto
 BATCH_SECONDS = Histogram("maillage_storage_batch_seconds",
                           "Time to write one storage batch (one transaction, commit included)",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+STORAGE_LAG = Histogram("maillage_storage_lag_seconds",
+                        "Gateway receive -> row committed, for the oldest reading of each batch",
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))

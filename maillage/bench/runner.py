@@ -139,6 +139,7 @@ class Bench:
         self.sessions: list[list[Session]] = []
         self.device_pks: dict[str, int] = {}
         self.pool: PublisherPool | None = None
+        self.latency_phase = Phase()
         self.worker_results: list[WorkerResult] = []
         self.probe: LatencyProbe | None = None
         self.sampler: ResourceSampler | None = None
@@ -786,7 +787,7 @@ class Bench:
             # latency at half the maximum
             half = max(1.0, max_msgs / 2)
             self.probe.phase = "latency"
-            self._publish_phase("latency at 50 %", cfg.latency_s, rate=half, closed=False)
+            self.latency_phase = self._publish_phase("latency at 50 %", cfg.latency_s, rate=half, closed=False)
             self.probe.phase = None
             self._drain("latency")
 
@@ -889,7 +890,10 @@ class Bench:
                                "method": "probe device, 50 msg/s; row polled every 20 ms (upper bound)",
                                "timeline": timeline(self.probe.sent_at.get("latency", []),
                                                     lat.get("latency", [])),
-                               "probe_errors": self.probe.errors[:5]},
+                               "probe_errors": self.probe.errors[:5],
+                               "cores": {c: round(v / self.latency_phase.seconds, 2)
+                                         for c, v in self.latency_phase.cpu.items()}
+                               if self.latency_phase.seconds else {}},
             "cost": cost,
             "pause_db": pause,
             "profile": profile,

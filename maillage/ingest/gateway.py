@@ -366,7 +366,8 @@ class Gateway:
             await self._shutdown(outbox, tasks, clean)
             await producer.stop()
             self.registry.close()
-            log.info("gateway stopped after %d messages", self.handled)
+            log.info("gateway stopped after %d messages (%d Kafka generations, %d batches)", self.handled,
+                     outbox.acked_generations, outbox.batches)
 
     async def _shutdown(self, outbox: Outbox[_Token], tasks: list[asyncio.Task[None]],
                         clean: bool) -> None:

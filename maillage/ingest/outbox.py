@@ -86,6 +86,7 @@ class Outbox(Generic[T]):
         self._submitted: asyncio.Queue[tuple[list[asyncio.Future[Any]], list[T]]] = asyncio.Queue()
         self._unacked = 0  # generations submitted, not yet acknowledged
         self.acked_generations = 0
+        self.batches = 0  # record batches handed to the producer (each is one object in Tansu)
 
     async def start(self) -> None:
         """Learn the partition count of every topic (waits for the producer's metadata)."""
@@ -156,6 +157,7 @@ class Outbox(Generic[T]):
             for builder in builders:
                 builder.close()  # no linger inside aiokafka: the batch goes as it is
                 futures.append(await send_batch(builder, topic, partition=partition))
+        self.batches += len(futures)
         self._submitted.put_nowait((futures, gen.tokens))
 
     async def _acknowledge(self) -> None:
