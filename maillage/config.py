@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     log_level: str = "INFO"
     log_json: bool = False
-    kafka_partitions: int = 8
+    kafka_partitions: int | None = None
+    """Partitions of each topic maillage creates; None: see `topic_partitions`."""
     gateway_processes: int = 1
     storage_processes: int = 1
     # Storage batching: a batch holds what arrived while the previous one was written, up to
@@ -41,6 +42,15 @@ class Settings(BaseSettings):
     # How far in the future a measurement time may be before it is rejected.
     max_future_s: int = 300
     default_timezone: str = "Europe/Paris"
+
+    def topic_partitions(self, embedded: bool) -> int:
+        """`kafka_partitions` when set; else 8 on an external Kafka, and on the embedded Tansu
+        broker one per storage process, at least 2: Tansu's in-memory engine scans a partition's
+        whole history of batches on every fetch, so each partition costs CPU (docs/benchmarks.md,
+        "The embedded Kafka's cost grows with its history")."""
+        if self.kafka_partitions is not None:
+            return self.kafka_partitions
+        return max(2, self.storage_processes) if embedded else 8
 
     @field_validator("database_url")
     @classmethod

@@ -398,7 +398,8 @@ class Bench:
         ctx = mp.get_context("spawn")
         topic = f"maillage.bench.raw.{self.run_id}"
         bootstrap = self.state.kafka_bootstrap
-        asyncio.run(baselines.create_topic(bootstrap, topic, self.settings.kafka_partitions))
+        asyncio.run(baselines.create_topic(bootstrap, topic, self.settings.topic_partitions(
+            embedded="kafka" in self.state.embedded)))
         ids = [s.username.split("/", 1)[1] for s in self.sessions[0]][:FEED_DEVICES]
         records, _ = baselines.envelope_records(self.mix, TENANT, ids, self.t0, 4096)
         produced, consumed = ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False)
