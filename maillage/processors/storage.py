@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 TOPICS = [topics.READINGS, topics.EVENTS, topics.STATUS, topics.DLQ]
 GROUP = "maillage-storage"
-SLOW_BATCH_S = 0.25
+SLOW_BATCH_S = 0.5
 """A batch write longer than this is logged with where its time went."""
 
 

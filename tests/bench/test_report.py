@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from maillage.bench.probes import percentiles
+from maillage.bench.probes import percentiles, timeline
 from maillage.bench.profile import summarize
 from maillage.bench.report import RUNS_END, RUNS_START, append_run, markdown_row
 
@@ -30,6 +30,14 @@ def test_percentiles_nearest_rank() -> None:
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None}
     values = [float(i) for i in range(1, 101)]
     assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+
+
+def test_timeline_keeps_the_worst_latency_of_each_second() -> None:
+    """Per second of publication time: the samples and the worst, from the first sample on."""
+    assert timeline([], []) == []
+    sent = [100.0, 100.4, 100.9, 102.5, 102.6]
+    ms = [120.0, 900.0, 80.0, 60.0, 1500.0]
+    assert timeline(sent, ms) == [[0.0, 3, 900.0], [2.0, 2, 1500.0]]
 
 
 def test_runs_are_appended_between_markers(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -168,5 +169,69 @@ def test_overlapped_write_failure_commits_nothing_past_it(services) -> None:  # 
                                       sink=healthy, flush_ms=100), healthy, 40 - committed)
         assert err is None
         assert failing.flushed[:committed] + healthy.flushed == [f"r{i}".encode() for i in range(40)]
+
+    asyncio.run(scenario())
+
+
+class GatedSink(BatchListSink):
+    """Each write waits for `gate`; records whether two writes ever overlapped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.writing = False
+        self.overlapped = False
+
+    def full(self) -> bool:
+        return len(self.buffer) >= 1000
+
+    def write(self, batch: list[bytes]) -> None:
+        self.overlapped = self.overlapped or self.writing
+        self.writing = True
+        self.gate.wait(30)
+        self.gate.clear()
+        self.writing = False
+        super().write(batch)
+
+
+def test_batches_hold_what_arrived_during_the_previous_write(services) -> None:  # type: ignore[no-untyped-def]
+    """Load-sized batches: a lone record goes alone; what arrives while it is written goes next, together."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 1)
+        sink = GatedSink()
+        runner = Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=f"g-{uuid.uuid4().hex[:6]}",
+                        sink=sink, flush_ms=20)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        for _ in range(600):  # the first write has started
+            if sink.writing:
+                break
+            await asyncio.sleep(0.05)
+        assert sink.writing
+        producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+        await producer.start()
+        for i in range(1, 10):
+            await producer.send_and_wait(topic, f"r{i}".encode())
+        await producer.stop()
+        for _ in range(600):  # fetched meanwhile, held back while the writer is busy
+            if len(sink.buffer) == 9:
+                break
+            await asyncio.sleep(0.05)
+        assert len(sink.buffer) == 9 and sink.batches == []
+        sink.gate.set()  # the first write returns: the nine go as one batch
+        for _ in range(600):
+            if sink.writing:
+                break
+            await asyncio.sleep(0.05)
+        sink.gate.set()
+        for _ in range(600):
+            if len(sink.flushed) == 10:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert sink.batches == [[b"r0"], [f"r{i}".encode() for i in range(1, 10)]]
+        assert not sink.overlapped
 
     asyncio.run(scenario())
