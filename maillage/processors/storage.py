@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 TOPICS = [topics.READINGS, topics.EVENTS, topics.STATUS, topics.DLQ]
 GROUP = "maillage-storage"
 SLOW_BATCH_S = 0.5
-"""A batch write longer than this is logged with where its time went."""
+"""A batch whose write or lag is longer than this is logged with where its time went…"""
+SLOW_LOG_EVERY_S = 10.0
+"""…at most once per this many seconds (a backlog makes every batch slow for a while)."""
 
 
 @dataclass
@@ -63,6 +65,8 @@ class StorageSink:
         self._batch = Batch()
         self.stored = 0
         self.duplicates = 0
+        self._slow = 0  # slow batches not reported yet
+        self._slow_logged = 0.0
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -175,22 +179,25 @@ class StorageSink:
         t_end = time.perf_counter()
         self._observe(batch, started, t_end - t0, t_rows - t0)
 
-    @staticmethod
-    def _observe(batch: Batch, started: float, write_s: float, rows_s: float) -> None:
+    def _observe(self, batch: Batch, started: float, write_s: float, rows_s: float) -> None:
         """Batch figures; a slow batch is logged with where its time went."""
         BATCH_SECONDS.observe(write_s)
-        if not batch.oldest_rx_us:
-            return
         rx = batch.oldest_rx_us / 1e6
-        lag = started + write_s - rx  # gateway receive -> committed, for the oldest reading
-        STORAGE_LAG.observe(lag)
-        if max(lag, write_s) > SLOW_BATCH_S:
-            log.info("slow batch: %d readings, %d events, the oldest %.0f ms after the gateway "
-                     "received it: %.0f until this process had it (gateway, Kafka), %.0f waiting "
-                     "for the writer, %.0f writing (rows %.0f, commit %.0f)",
-                     batch.rows, len(batch.events), lag * 1000, (batch.opened - rx) * 1000,
-                     (started - batch.opened) * 1000, write_s * 1000, rows_s * 1000,
-                     (write_s - rows_s) * 1000)
+        lag = started + write_s - rx if rx else 0.0  # gateway receive -> committed, oldest reading
+        if rx:
+            STORAGE_LAG.observe(lag)
+        if max(lag, write_s) <= SLOW_BATCH_S:
+            return
+        self._slow += 1
+        if started - self._slow_logged < SLOW_LOG_EVERY_S:
+            return
+        log.info("slow batch (%d since the last report): %d readings, %d events, the oldest "
+                 "%.0f ms after the gateway received it: %.0f until this process had it (gateway, "
+                 "Kafka), %.0f waiting for the writer, %.0f writing (rows %.0f, commit %.0f)",
+                 self._slow, batch.rows, len(batch.events), lag * 1000,
+                 (batch.opened - rx) * 1000 if rx else 0, (started - batch.opened) * 1000 if rx else 0,
+                 write_s * 1000, rows_s * 1000, (write_s - rows_s) * 1000)
+        self._slow, self._slow_logged = 0, started
 
     def close(self) -> None:
         for conn in (self._conn, self._listen):
