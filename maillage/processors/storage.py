@@ -149,7 +149,6 @@ class StorageSink:
         conn = self._connection()
         seen: dict[int, int] = {}
         started, t0 = time.time(), time.perf_counter()
-        t_rows = t0
         try:
             self._forget_changed_devices()
             with conn.transaction():

@@ -105,7 +105,7 @@ class Supervisor:
             self.state.embedded.append("kafka")
             bootstrap = f"127.0.0.1:{kport}"
         self.state.kafka_bootstrap = bootstrap
-        kafka.ensure_topics_sync(bootstrap, s.topic_partitions(embedded=not s.kafka_bootstrap))
+        kafka.ensure_topics_sync(bootstrap, s.topic_partitions(embedded="kafka" in self.state.embedded))
         # State first: the children find the stack through it.
         api_port = s.api_port if port_is_free(s.api_port, s.api_host) else free_port(s.api_host)
         self.state.api_url = f"http://{s.api_host}:{api_port}"
