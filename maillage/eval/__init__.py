@@ -1,0 +1,1 @@
+"""Evaluation of the detectors: NAB (`nab`) and simulated territories (`scenario`)."""
