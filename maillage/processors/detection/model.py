@@ -115,13 +115,31 @@ class Finding:
     severity: Severity = Severity.WARNING
     score: float = 1.0
     evidence: dict[str, Any] = field(default_factory=dict)
+    device_id: str | None = None
+    """The device the anomaly is raised on; None: the record's own device. A group rule names
+    the device that stands for the group (the dwelling's hub, the cabinet)."""
 
 
 Memory = dict[str, Any]
 """A rule's own slot in the device state: plain JSON-able values (no datetimes, no numpy)."""
 
 Rule = Callable[[DeviceInfo, Memory, Envelope], Iterable[Finding]]
-"""`rule(device, memory, envelope)`: the findings of one record."""
+"""`rule(device, memory, envelope)`: the findings of one record.
+
+Rule modules export `RULES: dict[str, list[Rule]]` (device type -> rules; `"*"` for every type),
+whose `memory` is the device's own, and `GROUP_RULES` of the same shape, whose `memory` is shared
+by every device of the record's group (`group_of`): a dwelling's sensors, a cabinet's lamps."""
+
+
+def group_of(device: DeviceInfo) -> str | None:
+    """The group whose devices share group-rule memory: a care dwelling or a lighting cabinet."""
+    if device.is_care and device.dwelling:
+        return f"dwelling:{device.dwelling}"
+    if device.type == "streetlight" and device.meta.get("cabinet"):
+        return f"cabinet:{device.meta['cabinet']}"
+    if device.type == "lighting_cabinet":
+        return f"cabinet:{device.device_id}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
