@@ -182,11 +182,19 @@ class Transition:
 
     anomaly: Anomaly
     change: Change
+    at_us: int | None = None
+    """For an update: the measurement time of the finding that caused it, so that successive
+    updates of one anomaly have distinct event ids (None: the anomaly's start)."""
 
     @property
     def event_id(self) -> str:
         a = self.anomaly
-        at = a.end_us if self.change == "close" else a.start_us
+        if self.change == "close":
+            at = a.end_us
+        elif self.change == "update" and self.at_us is not None:
+            at = self.at_us
+        else:
+            at = a.start_us
         return f"{a.id}:{self.change}:{at}"
 
     def to_dict(self) -> dict[str, Any]:
