@@ -1,0 +1,419 @@
+"""NAB, the Numenta Anomaly Benchmark: read a NAB-layout folder, run an online detector over it,
+write NAB-layout results and score them by NAB's rules.
+
+Layout read: `data/<category>/<file>.csv` (`timestamp,value`), `labels/combined_windows.json`
+(`{"<category>/<file>.csv": [[start, end], …]}`), optionally `config/profiles.json`.
+Layout written: `OUT/<detector>/<category>/<detector>_<file>.csv` with
+`timestamp,value,anomaly_score,label`, one row per data row.
+
+Scoring follows NAB 1.x (its sweeper, optimiser and normalisation), written anew here:
+- each row gets the weight a detection there would earn: inside a window
+  `tp * S(-(end - i + 1) / width) / S(-1)` (so the window's first row earns exactly `tp`),
+  after a window `fp * S((i - end) / (width - 1))` with S = -1 from 3 window widths on, before
+  any window `-fp`; S(x) = 2 / (1 + exp(5x)) - 1 is NAB's scaled sigmoid;
+- rows in the probationary period (min(floor(0.15 n), 0.15 × 5000) first rows) are ignored;
+- at a threshold t, a row with score >= t is a detection: each window counts its earliest
+  detection once, or `-fn` when it has none, and every detection outside windows adds its weight;
+- t is swept over every distinct score of the whole folder at once and the best raw total kept,
+  per profile; the reported score is 100 × (raw - null) / (perfect - null), where the null
+  detector finds nothing (-fn per window) and the perfect one finds each window at its first
+  row (+tp per window).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from maillage.errors import MaillageError
+
+log = logging.getLogger(__name__)
+
+PROBATION_FRACTION = 0.15
+PROBATION_BASE_ROWS = 5000  # NAB caps the probation at 15 % of 5,000 rows for long files
+FAR_AFTER_WINDOW = 3.0  # relative distance after a window from which a FP costs the full weight
+WINDOWS_FILE = Path("labels") / "combined_windows.json"
+PROFILES_FILE = Path("config") / "profiles.json"
+DETECTOR_NAME_RE = re.compile(r"^[A-Za-z0-9]+$")
+
+
+class NabError(MaillageError):
+    """A folder, results file or detector that does not follow NAB's layout or contract."""
+
+
+class OnlineScorer(Protocol):
+    """What the runner needs of a detector: one anomaly score in [0, 1] per row, in order."""
+
+    def update(self, ts_s: float, value: float) -> float: ...
+
+
+DetectorFactory = Callable[[], OnlineScorer]
+
+
+@dataclass(frozen=True)
+class CostProfile:
+    """One NAB application profile: the weights of true positives, false positives, misses."""
+
+    name: str
+    tp_weight: float
+    fp_weight: float
+    fn_weight: float
+
+
+NAB_PROFILES = (
+    CostProfile("standard", 1.0, 0.11, 1.0),
+    CostProfile("reward_low_FP_rate", 1.0, 0.22, 1.0),
+    CostProfile("reward_low_FN_rate", 1.0, 0.11, 2.0),
+)
+"""NAB's three profiles (its `config/profiles.json`), used when a folder has none."""
+
+
+@dataclass
+class Series:
+    """One NAB file: its rows as read (text kept for writing back) and its windows as row ranges."""
+
+    key: str  # "<category>/<file>.csv", as in combined_windows.json
+    timestamps: list[str]
+    values: list[str]
+    windows: list[tuple[int, int]]  # inclusive row indexes, sorted, not overlapping
+
+    @property
+    def category(self) -> str:
+        """The folder the file sits in."""
+        return self.key.rsplit("/", 1)[0]
+
+    @property
+    def filename(self) -> str:
+        """The file's name, e.g. `nyc_taxi.csv`."""
+        return self.key.rsplit("/", 1)[1]
+
+    def labels(self) -> np.ndarray:
+        """1 for rows inside a window, else 0."""
+        out = np.zeros(len(self.timestamps), dtype=np.int8)
+        for start, end in self.windows:
+            out[start:end + 1] = 1
+        return out
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A NAB-layout folder: its series (sorted by key) and its cost profiles."""
+
+    root: Path
+    series: list[Series]
+    profiles: tuple[CostProfile, ...]
+
+    @property
+    def rows(self) -> int:
+        """Data rows over all files."""
+        return sum(len(s.timestamps) for s in self.series)
+
+    @property
+    def windows(self) -> int:
+        """Anomaly windows over all files."""
+        return sum(len(s.windows) for s in self.series)
+
+
+# ---------------------------------------------------------------- reading and writing
+
+
+def load_profiles(path: Path) -> tuple[CostProfile, ...]:
+    """Profiles from a NAB `profiles.json`, or NAB's three when the file does not exist."""
+    if not path.is_file():
+        return NAB_PROFILES
+    try:
+        doc = json.loads(path.read_text())
+        return tuple(CostProfile(name, float(p["CostMatrix"]["tpWeight"]),
+                                 float(p["CostMatrix"]["fpWeight"]),
+                                 float(p["CostMatrix"]["fnWeight"]))
+                     for name, p in doc.items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NabError(f"{path}: not a NAB profiles file ({exc})") from exc
+
+
+def load_windows(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """`combined_windows.json`: file key -> list of (start, end) timestamps as text."""
+    try:
+        doc = json.loads(path.read_text())
+        return {key: [(str(a), str(b)) for a, b in wins] for key, wins in doc.items()}
+    except FileNotFoundError as exc:
+        raise NabError(f"{path} not found: not a NAB folder (labels/combined_windows.json)") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise NabError(f"{path}: not a NAB windows file ({exc})") from exc
+
+
+def parse_times(texts: Sequence[str], where: str) -> np.ndarray:
+    """NAB timestamps (local, no zone, e.g. `2014-04-01 00:05:00[.000000]`) as datetime64[us]."""
+    try:
+        return np.array([t.strip().replace(" ", "T", 1) for t in texts], dtype="datetime64[us]")
+    except ValueError as exc:
+        raise NabError(f"{where}: bad timestamp ({exc})") from exc
+
+
+def window_rows(times: np.ndarray, limits: Sequence[tuple[str, str]], where: str
+                ) -> list[tuple[int, int]]:
+    """Each window's first and last row (inclusive), found as NAB does.
+
+    NAB finds the rows whose timestamps equal the window's limits; a few real files step back in
+    time once (a clock change), so rows are searched in file order, not by bisection: the first
+    row at or after the start, then the first row equal to the end (else the row before the
+    first one past it).
+    """
+    rows: list[tuple[int, int]] = []
+    starts = parse_times([a for a, _ in limits], where)
+    ends = parse_times([b for _, b in limits], where)
+    for start, end in sorted(zip(starts.tolist(), ends.tolist(), strict=True)):
+        after = np.flatnonzero(times >= np.datetime64(start, "us"))
+        if not after.size:
+            raise NabError(f"{where}: window {start} .. {end} starts after the last row")
+        first = int(after[0])
+        tail = times[first:]
+        equal = np.flatnonzero(tail == np.datetime64(end, "us"))
+        past = np.flatnonzero(tail > np.datetime64(end, "us"))
+        if equal.size:
+            last = first + int(equal[0])
+        else:
+            last = first + int(past[0] if past.size else len(tail)) - 1
+        if last < first:
+            raise NabError(f"{where}: window {start} .. {end} holds no row")
+        if rows and first <= rows[-1][1]:
+            raise NabError(f"{where}: windows overlap near {start}")
+        rows.append((first, last))
+    return rows
+
+
+def read_columns(path: Path, columns: Sequence[str]) -> list[list[str]]:
+    """The named columns of a CSV file with a header, as text."""
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise NabError(f"{path}: no column {', '.join(missing)} (header {header})")
+            idx = [header.index(c) for c in columns]
+            out: list[list[str]] = [[] for _ in columns]
+            for line in reader:
+                if not line:
+                    continue
+                for col, i in zip(out, idx, strict=True):
+                    col.append(line[i])
+            return out
+    except FileNotFoundError as exc:
+        raise NabError(f"{path} not found") from exc
+    except IndexError as exc:
+        raise NabError(f"{path}: a row has fewer columns than the header") from exc
+
+
+def read_corpus(root: Path) -> Corpus:
+    """Read a NAB-layout folder; every data file must be labelled and every label have its file."""
+    if not (root / "data").is_dir():
+        raise NabError(f"{root} is not a NAB folder: no data/ directory")
+    limits = load_windows(root / WINDOWS_FILE)
+    found = {p.relative_to(root / "data").as_posix() for p in (root / "data").glob("*/*.csv")}
+    if not found:
+        raise NabError(f"{root} is not a NAB folder: no data/<category>/<file>.csv")
+    if unlabelled := sorted(found - limits.keys()):
+        raise NabError(f"{root / WINDOWS_FILE} has no entry for {', '.join(unlabelled[:5])}")
+    if missing := sorted(limits.keys() - found):
+        raise NabError(f"labelled files missing under {root / 'data'}: {', '.join(missing[:5])}")
+    series = []
+    for key in sorted(found):
+        path = root / "data" / key
+        times, values = read_columns(path, ("timestamp", "value"))
+        series.append(Series(key, times, values,
+                             window_rows(parse_times(times, str(path)), limits[key], str(path))))
+    return Corpus(root, series, load_profiles(root / PROFILES_FILE))
+
+
+def run_detector(series: Series, factory: DetectorFactory) -> np.ndarray:
+    """Feed one file's rows in order to a fresh detector; its scores, checked to be in [0, 1]."""
+    detector = factory()
+    stamps = parse_times(series.timestamps, series.key).astype("int64") / 1e6
+    scores = np.empty(len(stamps))
+    for i, (ts_s, text) in enumerate(zip(stamps.tolist(), series.values, strict=True)):
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise NabError(f"{series.key} row {i + 1}: value {text!r} is not a number") from exc
+        score = float(detector.update(ts_s, value))
+        if not 0.0 <= score <= 1.0:  # also refuses NaN
+            raise NabError(f"{series.key} row {i + 1}: detector gave {score}, not in [0, 1]")
+        scores[i] = score
+    return scores
+
+
+def result_path(out: Path, detector: str, key: str) -> Path:
+    """Where NAB expects a detector's results for one file."""
+    category, filename = key.rsplit("/", 1)
+    return out / detector / category / f"{detector}_{filename}"
+
+
+def write_results(out: Path, detector: str, series: Series, scores: np.ndarray) -> Path:
+    """Write one file's results in NAB's layout and columns; returns the path."""
+    if not DETECTOR_NAME_RE.match(detector):
+        raise NabError(f"detector name {detector!r}: letters and digits only")
+    path = result_path(out, detector, series.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(("timestamp", "value", "anomaly_score", "label"))
+        writer.writerows(zip(series.timestamps, series.values, map(repr, scores.tolist()),
+                             series.labels().tolist(), strict=True))
+    return path
+
+
+def read_results(results_dir: Path, corpus: Corpus) -> list[np.ndarray]:
+    """A detector's `anomaly_score` columns under `results_dir` (named after the detector)."""
+    scores = []
+    for s in corpus.series:
+        path = result_path(results_dir.parent, results_dir.name, s.key)
+        times, column = read_columns(path, ("timestamp", "anomaly_score"))
+        if len(times) != len(s.timestamps):
+            raise NabError(f"{path}: {len(times)} rows, the data file has {len(s.timestamps)}")
+        try:
+            scores.append(np.array(column, dtype=float))
+        except ValueError as exc:
+            raise NabError(f"{path}: anomaly_score is not numeric ({exc})") from exc
+    return scores
+
+
+def labelled_results(results_dir: Path, windows_json: Path,
+                     profiles: tuple[CostProfile, ...] = NAB_PROFILES) -> tuple[Corpus, list[np.ndarray]]:
+    """A results folder scored against a windows file alone (timestamps come from the results)."""
+    limits = load_windows(windows_json)
+    series = []
+    for key in sorted(limits):
+        path = result_path(results_dir.parent, results_dir.name, key)
+        times, values = read_columns(path, ("timestamp", "value"))
+        series.append(Series(key, times, values,
+                             window_rows(parse_times(times, str(path)), limits[key], str(path))))
+    corpus = Corpus(results_dir, series, profiles)
+    return corpus, read_results(results_dir, corpus)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def probation_rows(n: int) -> int:
+    """How many first rows of an n-row file NAB ignores (its probationary period)."""
+    return int(min(math.floor(PROBATION_FRACTION * n), PROBATION_FRACTION * PROBATION_BASE_ROWS))
+
+
+def scaled_sigmoid(x: np.ndarray | float) -> np.ndarray:
+    """NAB's reward curve: 2·sigmoid(-5x) - 1, and -1 from FAR_AFTER_WINDOW on."""
+    x = np.asarray(x, dtype=float)
+    return np.where(x >= FAR_AFTER_WINDOW, -1.0, 2.0 / (1.0 + np.exp(5.0 * x)) - 1.0)
+
+
+def row_weights(n: int, windows: Sequence[tuple[int, int]], profile: CostProfile) -> np.ndarray:
+    """What a detection at each row would add (NAB's per-row sweep score)."""
+    rows = np.arange(n, dtype=float)
+    out = np.full(n, -profile.fp_weight)  # before the first window: a plain false positive
+    max_tp = float(scaled_sigmoid(-1.0))
+    for k, (start, end) in enumerate(windows):
+        width = end - start + 1
+        out[start:end + 1] = (scaled_sigmoid(-(end - rows[start:end + 1] + 1) / width)
+                              * profile.tp_weight / max_tp)
+        stop = windows[k + 1][0] if k + 1 < len(windows) else n
+        # A one-row window has no width to scale by; count distance in rows then.
+        after = (rows[end + 1:stop] - end) / max(width - 1, 1)
+        out[end + 1:stop] = scaled_sigmoid(after) * profile.fp_weight
+    return out
+
+
+@dataclass(frozen=True)
+class ProfileScore:
+    """The best threshold of one profile over a folder and what it scores."""
+
+    profile: str
+    score: float  # normalised: null detector 0, perfect detector 100
+    raw: float
+    null: float
+    perfect: float
+    threshold: float
+    detected: int  # windows with at least one detection
+    missed: int
+    false_positives: int  # detections outside windows, after probation
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The raw NAB score at every distinct threshold over a folder, highest threshold first."""
+
+    thresholds: np.ndarray  # the first one fires nowhere
+    raws: np.ndarray
+    false_positives: np.ndarray
+    detected: np.ndarray  # windows detected
+    windows: int  # windows scored (not inside the probationary period)
+
+
+def sweep(series: Sequence[Series], scores: Sequence[np.ndarray], profile: CostProfile) -> Sweep:
+    """Lower the threshold through every score of the folder at once, as NAB's sweeper does."""
+    parts_s, parts_w, parts_id = [np.empty(0)], [np.empty(0)], [np.empty(0, dtype=np.int64)]
+    n_windows = 0
+    for s, sc in zip(series, scores, strict=True):
+        n = len(sc)
+        start = probation_rows(n)
+        wid = np.full(n, -1, dtype=np.int64)
+        for first, last in s.windows:
+            if last < start:
+                log.warning("%s: a window lies in the probationary period, not scored", s.key)
+                continue
+            wid[first:last + 1] = n_windows
+            n_windows += 1
+        parts_s.append(np.asarray(sc, dtype=float)[start:])
+        parts_w.append(row_weights(n, s.windows, profile)[start:])
+        parts_id.append(wid[start:])
+    all_s = np.concatenate(parts_s)
+    order = np.argsort(-all_s, kind="stable")
+    ranked, weight, wid = all_s[order], np.concatenate(parts_w)[order], np.concatenate(parts_id)[order]
+    # Each row's change of the total when the threshold drops to its score: its weight for a
+    # false positive; for a window row, how much it raises the window's best (earliest) detection.
+    delta = np.where(wid < 0, weight, 0.0)
+    first_hit = np.zeros(len(ranked), dtype=np.int64)
+    for k in range(n_windows):
+        at = np.flatnonzero(wid == k)
+        delta[at] = np.diff(np.maximum.accumulate(weight[at]), prepend=-profile.fn_weight)
+        first_hit[at[0]] = 1
+    base = -profile.fn_weight * n_windows
+    # Rows with equal scores fire together: keep the state after the last row of each run.
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], len(ranked) > 0])
+    never = max(1.1, float(np.nextafter(ranked[0], np.inf))) if len(ranked) else 1.1
+    return Sweep(thresholds=np.r_[never, ranked[ends]],
+                 raws=np.r_[base, (base + np.cumsum(delta))[ends]],
+                 false_positives=np.r_[0, np.cumsum(wid < 0)[ends]],
+                 detected=np.r_[0, np.cumsum(first_hit)[ends]],
+                 windows=n_windows)
+
+
+def score_profile(series: Sequence[Series], scores: Sequence[np.ndarray], profile: CostProfile
+                  ) -> ProfileScore:
+    """The NAB score of one profile with its threshold optimised over all files together."""
+    sw = sweep(series, scores, profile)
+    best = int(np.argmax(sw.raws))  # first of equal maxima: the highest threshold, as NAB keeps
+    null = -profile.fn_weight * sw.windows
+    perfect = profile.tp_weight * sw.windows
+    raw = float(sw.raws[best])
+    score = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    detected = int(sw.detected[best])
+    return ProfileScore(profile.name, score, raw, null, perfect, float(sw.thresholds[best]),
+                        detected, sw.windows - detected, int(sw.false_positives[best]))
+
+
+def score_corpus(corpus: Corpus, scores: Sequence[np.ndarray]) -> list[ProfileScore]:
+    """Every profile of the folder, each with its own optimised threshold."""
+    return [score_profile(corpus.series, scores, p) for p in corpus.profiles]
