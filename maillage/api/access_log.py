@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from maillage.db.access_log import insert_care_access
 from maillage.registry.models import DeviceType
 from maillage.registry.tokens import Principal
 
@@ -13,8 +14,5 @@ async def record_care_access(conn: psycopg.AsyncConnection, p: Principal, *, ten
     """Write one line when care data is read (no-op for other device types)."""
     if device_type is not None and not DeviceType(device_type).is_care:
         return
-    await conn.execute(
-        "INSERT INTO care_access_log (token_id, role, tenant_id, device_id, what) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (p.token_id, p.role.value, tenant, device_id, what),
-    )
+    await insert_care_access(conn=conn, token_id=p.token_id, role=p.role.value, tenant=tenant,
+                             device_id=device_id, what=what)

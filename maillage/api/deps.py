@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
 from maillage.registry.models import DeviceType, Role
-from maillage.registry.tokens import Principal, _hash
+from maillage.registry.tokens import Principal, lookup_token
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -37,15 +37,11 @@ async def principal(
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
-    cur = await conn.execute(
-        "SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
-        (_hash(creds.credentials),),
-    )
-    row = await cur.fetchone()
-    if row is None:
+    found = await lookup_token(conn=conn, token=creds.credentials)
+    if found is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked token",
                             headers={"WWW-Authenticate": "Bearer"})
-    return Principal(tenant=row[1], role=Role(row[2]), token_id=row[0])
+    return found
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]

@@ -259,6 +259,22 @@ def _bucketed(conn: psycopg.Connection, *, table: sql.Identifier, where: Sequenc
     return out
 
 
+async def raw_page(*, conn: psycopg.AsyncConnection, device_pk: int, metric: str | None,
+                   start: datetime | None, end: datetime | None,
+                   after: tuple[datetime, str] | None, limit: int) -> list[dict[str, Any]]:
+    """Raw rows `{ts, metric, value}` of a device in [start, end), by (time, metric), after `after`."""
+    a_ts, a_metric = after if after is not None else (None, None)
+    cur = await conn.execute(
+        "SELECT r.ts, m.name, r.value FROM readings r JOIN metrics m ON m.id = r.metric_id "
+        "WHERE r.device_pk = %s AND (%s::text IS NULL OR m.name = %s) "
+        "AND (%s::timestamptz IS NULL OR r.ts >= %s) AND (%s::timestamptz IS NULL OR r.ts < %s) "
+        "AND (%s::timestamptz IS NULL OR (r.ts, m.name) > (%s, %s)) "
+        "ORDER BY r.ts, m.name LIMIT %s",
+        (device_pk, metric, metric, start, start, end, end, a_ts, a_ts, a_metric, limit),
+    )
+    return [{"ts": ts, "metric": m, "value": v} for ts, m, v in await cur.fetchall()]
+
+
 def device_pks(conn: psycopg.Connection, tenant: str, device_ids: Sequence[str]) -> dict[str, int]:
     """device_id -> pk for one tenant (helper for scripts and tests)."""
     return dict(conn.execute(

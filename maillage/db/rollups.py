@@ -14,12 +14,17 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal, get_args
 
 import psycopg
 from psycopg import sql
 
-GRAINS = ("15m", "1h", "1d", "1mo")
-LEVELS = ("site", "district", "commune")
+Bucket = Literal["15m", "1h", "1d", "1mo"]
+"""A rollup grain: 15 minutes, an hour, a day, a month (local time for the last three)."""
+Level = Literal["site", "district", "commune"]
+"""An area level rolled up over its devices."""
+GRAINS: tuple[Bucket, ...] = get_args(Bucket)
+LEVELS: tuple[Level, ...] = get_args(Level)
 SHARDS = 4  # devices are split by pk % SHARDS so that two workers can refresh at once
 LOCK_CLASS = 0x6D61  # advisory lock keys: (LOCK_CLASS, shard) per shard, (LOCK_CLASS + 1, 0) for areas
 AREA_LOCK = (LOCK_CLASS + 1, 0)

@@ -52,12 +52,13 @@ def create_token(conn: psycopg.Connection, *, tenant: str, role: str, label: str
     return token
 
 
-def resolve_token(conn: psycopg.Connection, token: str) -> Principal | None:
-    """The principal of a valid, unrevoked token, else None."""
-    row = conn.execute(
+async def lookup_token(*, conn: psycopg.AsyncConnection, token: str) -> Principal | None:
+    """The principal of a valid, unrevoked token, else None (the API's one token lookup)."""
+    cur = await conn.execute(
         "SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
         (_hash(token),),
-    ).fetchone()
+    )
+    row = await cur.fetchone()
     if row is None:
         return None
     return Principal(tenant=row[1], role=Role(row[2]), token_id=row[0])

@@ -11,12 +11,10 @@ from fastapi.responses import PlainTextResponse
 
 from maillage.api.deps import PrincipalDep, require_roles
 from maillage.db.readings import query_area, query_readings, rows_to_csv
+from maillage.db.rollups import Bucket, Level
 from maillage.registry.models import Role
 
 router = APIRouter(prefix="/v1/areas", tags=["readings"])
-
-Bucket = Literal["15m", "1h", "1d", "1mo"]
-Level = Literal["site", "district", "commune"]
 
 
 async def _in_thread(request: Request, fn: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -9,44 +10,31 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from maillage.api.access_log import record_care_access
 from maillage.api.deps import ConnDep, PrincipalDep, device_types_visible, require_roles
 from maillage.api.schemas import DeviceOut, DeviceStatusOut, Page
+from maillage.db import devices as db_devices
 from maillage.registry.models import DeviceCredentials, DeviceSpec, Role
 from maillage.registry.tokens import Principal
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
-_COLS = ("device_id, tenant_id, type, site, commune, district, building, dwelling, lat, lon, meta, "
-         "expected_interval_s, installed_at, created_at, status, status_at, last_seen_at, pk")
 
-
-def _device(row: tuple[Any, ...]) -> DeviceOut:
-    keys = [c.strip() for c in _COLS.split(",")]
-    d = dict(zip(keys, row, strict=True))
-    d["tenant"] = d.pop("tenant_id")
-    d.pop("pk")
-    return DeviceOut(**d)
+def _device(row: dict[str, Any]) -> DeviceOut:
+    d = {k: v for k, v in row.items() if k not in ("tenant_id", "pk")}
+    return DeviceOut(tenant=row["tenant_id"], **d)
 
 
 async def find_device(conn: ConnDep, p: Principal, device_id: str,
                       tenant: str | None = None) -> tuple[DeviceOut, int]:
     """The device visible to `p` (404 otherwise: another tenant's device does not exist for it)."""
     tenant = tenant or p.tenant
-    if tenant is None:  # an all-tenants admin: the id must be unambiguous
-        cur = await conn.execute(f"SELECT {_COLS} FROM devices WHERE device_id = %s LIMIT 2",
-                                 (device_id,))
-        rows = await cur.fetchall()
-        if len(rows) > 1:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                f"device id {device_id!r} exists in several tenants: pass ?tenant=")
-    else:
-        if not p.can_see_tenant(tenant):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
-        cur = await conn.execute(
-            f"SELECT {_COLS} FROM devices WHERE tenant_id = %s AND device_id = %s",
-            (tenant, device_id))
-        rows = await cur.fetchall()
-    if not rows or rows[0][2] not in device_types_visible(p):
+    if tenant is not None and not p.can_see_tenant(tenant):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
-    return _device(rows[0]), rows[0][-1]
+    rows = await db_devices.find_devices(conn=conn, device_id=device_id, tenant=tenant)
+    if tenant is None and len(rows) > 1:  # an all-tenants admin: the id must be unambiguous
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"device id {device_id!r} exists in several tenants: pass ?tenant=")
+    if not rows or rows[0]["type"] not in device_types_visible(p):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
+    return _device(rows[0]), int(rows[0]["pk"])
 
 
 @router.get("", response_model=Page[DeviceOut])
@@ -63,13 +51,8 @@ async def list_devices(
     if type is not None:
         types = [t for t in types if t == type]
     scope = p.tenant if p.tenant is not None else tenant
-    cur = await conn.execute(
-        f"SELECT {_COLS} FROM devices WHERE type = ANY(%s) "
-        "AND (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR commune = %s) "
-        "AND (%s::text IS NULL OR device_id > %s) ORDER BY device_id LIMIT %s",
-        (types, scope, scope, commune, commune, after, after, limit + 1),
-    )
-    rows = await cur.fetchall()
+    rows = await db_devices.list_devices(conn=conn, types=types, tenant=scope, commune=commune,
+                                         after=after, limit=limit + 1)
     items = [_device(r) for r in rows[:limit]]
     if any(t.startswith("care_") for t in types) and p.tenant is not None:
         await record_care_access(conn, p, tenant=p.tenant, device_id=None, device_type=None,
@@ -102,8 +85,6 @@ async def device_status(device_id: str, conn: ConnDep, p: PrincipalDep,
 async def create_device(spec: DeviceSpec, request: Request, p: PrincipalDep,
                         tenant: str | None = None) -> DeviceCredentials:
     """Register a device and install its MQTT credentials (admin only; the password is shown once)."""
-    import asyncio
-
     target = p.tenant or tenant
     if target is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "pass ?tenant= (all-tenants token)")

@@ -11,10 +11,10 @@ from maillage.api.access_log import record_care_access
 from maillage.api.deps import ConnDep, PrincipalDep
 from maillage.api.routes.buckets import as_csv, device_buckets
 from maillage.api.routes.devices import find_device
+from maillage.db import readings as db_readings
+from maillage.db.rollups import Bucket
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
-
-Bucket = Literal["15m", "1h", "1d", "1mo"]
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -50,29 +50,21 @@ async def readings(
         if format == "csv":
             return as_csv(buckets, f"{dev.device_id}-{bucket}.csv")
         return {"items": buckets}
-    cursor_ts, cursor_metric = _cursor(after)
-    cur = await conn.execute(
-        "SELECT r.ts, m.name, r.value FROM readings r JOIN metrics m ON m.id = r.metric_id "
-        "WHERE r.device_pk = %s AND (%s::text IS NULL OR m.name = %s) "
-        "AND (%s::timestamptz IS NULL OR r.ts >= %s) AND (%s::timestamptz IS NULL OR r.ts < %s) "
-        "AND (%s::timestamptz IS NULL OR (r.ts, m.name) > (%s, %s)) "
-        "ORDER BY r.ts, m.name LIMIT %s",
-        (pk, metric, metric, start, start, end, end, cursor_ts, cursor_ts, cursor_metric, limit + 1),
-    )
-    rows = await cur.fetchall()
-    items = [{"ts": r[0], "metric": r[1], "value": r[2]} for r in rows[:limit]]
+    rows = await db_readings.raw_page(conn=conn, device_pk=pk, metric=metric, start=start, end=end,
+                                      after=_cursor(after), limit=limit + 1)
+    items = rows[:limit]
     nxt = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        nxt = f"{last[0].isoformat()}|{last[1]}"
+        nxt = f"{last['ts'].isoformat()}|{last['metric']}"
     if format == "csv":
         return as_csv(items, f"{dev.device_id}.csv")
     return {"items": items, "next": nxt}
 
 
-def _cursor(after: str | None) -> tuple[datetime | None, str | None]:
+def _cursor(after: str | None) -> tuple[datetime, str] | None:
     if after is None:
-        return None, None
+        return None
     try:
         ts, metric = after.rsplit("|", 1)
         return datetime.fromisoformat(ts), metric

@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from maillage.api.access_log import record_care_access
 from maillage.api.deps import ConnDep, PrincipalDep, device_types_visible, require_roles
+from maillage.db import rejected as db_rejected
 from maillage.ingest.replay import payload_view
 from maillage.registry.models import Role
 
@@ -41,31 +42,21 @@ async def list_rejected(
     if tenant is not None and not p.can_see_tenant(tenant):
         return {"items": [], "next": None}
     scope = p.tenant if p.tenant is not None else tenant
-    cur = await conn.execute(
-        "SELECT r.id, r.received_at, r.mqtt_topic, r.tenant_id, r.device_id, r.reason, r.detail, "
-        "r.payload, r.replayed_at, d.type FROM rejected r "
-        "LEFT JOIN devices d ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id "
-        "WHERE (%(scope)s::text IS NULL OR r.tenant_id = %(scope)s) "
-        "AND (d.type = ANY(%(types)s) OR (d.type IS NULL AND %(admin)s)) "
-        "AND (%(device)s::text IS NULL OR r.device_id = %(device)s) "
-        "AND (%(reason)s::text IS NULL OR r.reason = %(reason)s) "
-        "AND (%(from)s::timestamptz IS NULL OR r.received_at >= %(from)s) "
-        "AND (%(to)s::timestamptz IS NULL OR r.received_at < %(to)s) "
-        "AND (%(after)s::bigint IS NULL OR r.id < %(after)s) "
-        "ORDER BY r.id DESC LIMIT %(limit)s",
-        {"scope": scope, "types": device_types_visible(p), "admin": p.role is Role.ADMIN,
-         "device": device_id, "reason": reason, "from": from_, "to": to, "after": after,
-         "limit": limit + 1},
-    )
-    rows = await cur.fetchall()
+    rows = await db_rejected.list_rejected(
+        conn=conn, tenant=scope, types=device_types_visible(p), unknown_devices=p.role is Role.ADMIN,
+        device_id=device_id, reason=reason, start=from_, end=to, before_id=after, limit=limit + 1)
     items = []
     care = False
-    for rid, rx, topic, t, d, r, detail, payload, replayed, dtype in rows[:limit]:
-        text, encoding = payload_view(bytes(payload))
+    for row in rows[:limit]:
+        payload = bytes(row["payload"])
+        text, encoding = payload_view(payload)
+        dtype = row["device_type"]
         care = care or (dtype or "").startswith("care_")
-        items.append({"id": rid, "received_at": rx, "topic": topic, "tenant": t, "device_id": d,
-                      "device_type": dtype, "reason": r, "detail": detail, "payload": text,
-                      "payload_encoding": encoding, "size": len(payload), "replayed_at": replayed})
+        items.append({"id": row["id"], "received_at": row["received_at"], "topic": row["mqtt_topic"],
+                      "tenant": row["tenant_id"], "device_id": row["device_id"],
+                      "device_type": dtype, "reason": row["reason"], "detail": row["detail"],
+                      "payload": text, "payload_encoding": encoding, "size": len(payload),
+                      "replayed_at": row["replayed_at"]})
     if care:
         await record_care_access(conn, p, tenant=scope or "*", device_id=device_id,
                                  device_type=None, what="rejected messages")
