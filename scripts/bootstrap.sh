@@ -9,6 +9,11 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 if [ "${MAILLAGE_BROWSER_TESTS:-1}" = "1" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
+# Apache Kafka (KRaft) runs on Java 17; Maven fetches its jars from Maven Central.
+if [ "${MAILLAGE_APACHE_KAFKA:-1}" = "1" ]; then
+  command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+  command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -23,4 +28,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q -e ".[dev]"
   touch "$stamp"
+fi
+# The Apache Kafka broker and its dependencies, from Maven Central (pinned pom in the package),
+# into a per-user cache folder, once.
+if [ "${MAILLAGE_APACHE_KAFKA:-1}" = "1" ]; then
+  .venv/bin/python -c "from maillage.stack import apache_kafka as k; k.installed() or print('Apache Kafka', k.VERSION, 'installed in', k.install())"
 fi

@@ -1,8 +1,9 @@
-"""Real services for the tests: PostgreSQL, Mosquitto and the Tansu Kafka-API broker.
+"""Real services for the tests: PostgreSQL, Mosquitto and Kafka.
 
 They start once per test session on free ports under one temporary directory, with readiness
 waits, and stop at the end. `MAILLAGE_DATABASE_URL`, when set, is used as the PostgreSQL server
-(a fresh database is created on it); otherwise the embedded PostgreSQL is started.
+(a fresh database is created on it); otherwise the embedded PostgreSQL is started. Kafka is
+Apache Kafka (one KRaft node) unless `MAILLAGE_TEST_KAFKA=tansu` asks for the in-memory Tansu.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 
 from maillage.db.migrate import migrate
-from maillage.stack import kafka, mosquitto, postgres
+from maillage.stack import apache_kafka, kafka, mosquitto, postgres
 from maillage.stack.mosquitto import MqttCredentials
 from maillage.stack.process import ManagedProcess, free_port
 
@@ -39,6 +40,14 @@ class Services:
         return self.root / "mosquitto"
 
 
+def test_kafka_kind() -> str:
+    """Which Kafka the session's fixtures start: `apache` (default) or `tansu`."""
+    kind = os.environ.get("MAILLAGE_TEST_KAFKA", "tansu")
+    if kind not in ("apache", "tansu"):
+        raise pytest.UsageError(f"MAILLAGE_TEST_KAFKA must be apache or tansu, not {kind!r}")
+    return kind
+
+
 def _with_db(url: str, dbname: str) -> str:
     base, _, _ = url.rpartition("/")
     return f"{base}/{dbname}"
@@ -46,7 +55,7 @@ def _with_db(url: str, dbname: str) -> str:
 
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    """Start PostgreSQL (or use MAILLAGE_DATABASE_URL), Mosquitto and Tansu for the whole session."""
+    """Start PostgreSQL (or use MAILLAGE_DATABASE_URL), Mosquitto and Kafka for the whole session."""
     # Not under /tmp/pytest-of-*: PostgreSQL and Mosquitto drop privileges and must traverse it.
     root = Path(tempfile.mkdtemp(prefix="maillage-test-", dir="/tmp"))
     root.chmod(0o755)
@@ -62,7 +71,10 @@ def services() -> Iterator[Services]:
         mproc, creds = mosquitto.start(root / "mosquitto", mport)
         procs.append(mproc)
         kport = free_port()
-        procs.append(kafka.start(root, kport))
+        if test_kafka_kind() == "apache":
+            procs.append(apache_kafka.start(root, kport, heap_mb=768))
+        else:
+            procs.append(kafka.start(root, kport))
         yield Services(root, pg_url, mport, creds, f"127.0.0.1:{kport}")
     finally:
         for proc in reversed(procs):

