@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,21 @@ def write_results(out: Path, detector: str, series: Series, scores: np.ndarray) 
         writer.writerows(zip(series.timestamps, series.values, map(repr, scores.tolist()),
                              series.labels().tolist(), strict=True))
     return path
+
+
+def run_corpus(corpus: Corpus, factory: DetectorFactory, detector: str, out: Path,
+               on_file: Callable[[Series, float], None] | None = None) -> list[np.ndarray]:
+    """Run a fresh detector over each file and write its results; the scores, file by file."""
+    if not DETECTOR_NAME_RE.match(detector):
+        raise NabError(f"detector name {detector!r}: letters and digits only")
+    scores = []
+    for s in corpus.series:
+        began = time.perf_counter()
+        scores.append(run_detector(s, factory))
+        write_results(out, detector, s, scores[-1])
+        if on_file is not None:
+            on_file(s, time.perf_counter() - began)
+    return scores
 
 
 def read_results(results_dir: Path, corpus: Corpus) -> list[np.ndarray]:
