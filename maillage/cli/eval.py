@@ -75,7 +75,11 @@ def nab(data: Annotated[Path, typer.Option(
     doc = {"detector": name, "data": str(data), "results": str(out / name),
            "files": len(corpus.series), "rows": corpus.rows, "windows": corpus.windows,
            "seconds": round(time.perf_counter() - began, 3),
-           "scores": {r.profile: r.to_dict() for r in results}}
+           "scores": {r.profile: r.to_dict() for r in results},
+           # Where each file gains or loses, at each profile's chosen threshold.
+           "per_file": {s.key: {r.profile: nab_eval.score_file(s, sc, profile, r.threshold)
+                                for r, profile in zip(results, corpus.profiles, strict=True)}
+                        for s, sc in zip(corpus.series, scores, strict=True)}}
     if json:
         print_json(doc)
     else:

@@ -300,6 +300,8 @@ def read_results(results_dir: Path, corpus: Corpus) -> list[np.ndarray]:
             scores.append(np.array(column, dtype=float))
         except ValueError as exc:
             raise NabError(f"{path}: anomaly_score is not numeric ({exc})") from exc
+        if not np.all(np.isfinite(scores[-1])):
+            raise NabError(f"{path}: anomaly_score holds NaN or infinite values")
     return scores
 
 
@@ -428,6 +430,28 @@ def score_profile(series: Sequence[Series], scores: Sequence[np.ndarray], profil
     detected = int(sw.detected[best])
     return ProfileScore(profile.name, score, raw, null, perfect, float(sw.thresholds[best]),
                         detected, sw.windows - detected, int(sw.false_positives[best]))
+
+
+def score_file(series: Series, scores: np.ndarray, profile: CostProfile, threshold: float
+               ) -> dict[str, float | int]:
+    """One file's share of a profile's raw score at a given threshold, and its counts."""
+    start = probation_rows(len(scores))
+    weights = row_weights(len(scores), series.windows, profile)
+    fired = np.asarray(scores) >= threshold
+    fired[:start] = False
+    raw, detected = 0.0, 0
+    outside = fired.copy()
+    for first, last in series.windows:
+        if last < start:
+            continue
+        hits = np.flatnonzero(fired[first:last + 1])
+        raw += float(weights[first + hits[0]]) if hits.size else -profile.fn_weight
+        detected += int(hits.size > 0)
+        outside[first:last + 1] = False
+    raw += float(weights[outside].sum())
+    return {"raw": raw, "detected": detected,
+            "missed": sum(1 for _, last in series.windows if last >= start) - detected,
+            "false_positives": int(outside.sum())}
 
 
 def score_corpus(corpus: Corpus, scores: Sequence[np.ndarray]) -> list[ProfileScore]:

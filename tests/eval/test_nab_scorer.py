@@ -73,3 +73,15 @@ def test_data_folder_reads_like_the_results(artime: tuple[nab.Corpus, list[np.nd
     machine = next(s for s in data.series if s.key.endswith("machine_temperature_system_failure.csv"))
     assert len(machine.windows) == 4
     assert machine.timestamps[machine.windows[2][0]].startswith("2014-01-27 14:20")
+
+
+def test_per_file_scores_add_up(artime: tuple[nab.Corpus, list[np.ndarray]]) -> None:
+    """Each file's share at the chosen threshold sums to the folder's raw score and counts."""
+    corpus, scores = artime
+    for result, profile in zip(nab.score_corpus(corpus, scores), corpus.profiles, strict=True):
+        shares = [nab.score_file(s, sc, profile, result.threshold)
+                  for s, sc in zip(corpus.series, scores, strict=True)]
+        assert sum(f["raw"] for f in shares) == pytest.approx(result.raw)
+        assert sum(f["detected"] for f in shares) == result.detected
+        assert sum(f["missed"] for f in shares) == result.missed
+        assert sum(f["false_positives"] for f in shares) == result.false_positives
