@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from maillage import __version__
 from maillage.api import errors
-from maillage.api.routes import buckets, devices, health, readings, rejected
+from maillage.api.routes import anomalies, buckets, devices, health, readings, rejected
 from maillage.registry.models import DeviceCredentials, DeviceSpec
 
 RegisterFn = Callable[[str, Sequence[DeviceSpec]], list[DeviceCredentials]]
@@ -46,6 +46,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None)
     app.include_router(readings.router)
     app.include_router(buckets.router)
     app.include_router(rejected.router)
+    app.include_router(anomalies.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -257,7 +257,7 @@ def _check_group(state: SilentState, now_us: int, gkey: tuple[str, str],
             updated = replace(opened, score=round(n / total, 3),
                               evidence=_group_evidence(silent, total))
             state.groups[gkey] = updated
-            return [Transition(updated, "update")]
+            return [Transition(updated, "update", now_us)]
         return []
     minimum = GROUP_MIN_DEVICES_DWELLING if gkey[1].startswith("dwelling:") else GROUP_MIN_DEVICES
     if n < minimum or n < GROUP_OPEN_FRACTION * total or not any(v.offline for v in silent):
