@@ -8,6 +8,7 @@ already validated. `to_kafka()` writes compact JSON (orjson) with times as epoch
 
 from __future__ import annotations
 
+import base64
 import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -247,8 +248,6 @@ class DlqRecord(BaseModel):
 
     def to_kafka(self) -> bytes:
         """JSON with the payload as latin-1 text when printable, else base64."""
-        import base64
-
         return orjson.dumps(
             {
                 "mqtt_topic": self.mqtt_topic,
@@ -264,8 +263,6 @@ class DlqRecord(BaseModel):
     @classmethod
     def from_kafka(cls, raw: bytes) -> DlqRecord:
         """Inverse of `to_kafka`."""
-        import base64
-
         d = orjson.loads(raw)
         return cls(
             mqtt_topic=d["mqtt_topic"],

@@ -31,6 +31,7 @@ def init(dynsec_file: Annotated[Path, typer.Argument(help="The plugin's JSON fil
          owner: Annotated[str | None, typer.Option(help="uid:gid to give the file (the broker's user).")] = None,
          data_dir: DataDir = None) -> None:
     """Create the dynamic-security file with the admin account of MAILLAGE_MQTT_URL (once)."""
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.stack.state import mqtt_admin
 
     settings = settings_for(data_dir)
@@ -56,7 +57,8 @@ def init(dynsec_file: Annotated[Path, typer.Argument(help="The plugin's JSON fil
 def accounts(wait: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 60.0,
              data_dir: DataDir = None) -> None:
     """Create (or update the password of) the gateway's account through dynamic security."""
-    from maillage.stack.dynsec import DynsecClient
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
+    from maillage.registry.dynsec import DynsecClient
     from maillage.stack.mosquitto import GATEWAY_ROLE, GATEWAY_USER, gateway_acl
     from maillage.stack.state import mqtt_admin
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,8 +29,9 @@ def broker_registrar(settings: Settings) -> Callable[[str, Sequence[DeviceSpec]]
 
 def register_everywhere(settings: Settings, items: Sequence[tuple[str, DeviceSpec]]) -> list[DeviceCredentials]:
     """Register devices with broker credentials: the embedded broker's files, else dynsec."""
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.registry.devices import register
-    from maillage.stack.dynsec import DynsecClient
+    from maillage.registry.dynsec import DynsecClient
     from maillage.stack.state import database_url, file_auth, mqtt_admin
 
     broker = file_auth(settings)
@@ -100,14 +102,13 @@ def devices_import(
     data_dir: DataDir = None,
 ) -> None:
     """Bulk registration from CSV or GeoJSON: all rows or none."""
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.registry.importer import load_devices
 
     settings = settings_for(data_dir)
     items = load_devices(file, default_tenant=tenant)
     creds = register_everywhere(settings, items)
     if credentials_out is not None:
-        import csv
-
         with credentials_out.open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["tenant", "device_id", "mqtt_username", "mqtt_password", "topic_prefix"])
@@ -122,6 +123,7 @@ def devices_import(
 @clean_errors
 def devices_list(tenant: str, data_dir: DataDir = None) -> None:
     """List a tenant's devices as JSON."""
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.stack.state import database_url
 
     with psycopg.connect(database_url(settings_for(data_dir))) as conn:

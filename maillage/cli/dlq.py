@@ -40,6 +40,7 @@ def dlq_list(tenant: Tenant = None, device: Device = None, reason: Reason = None
              limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
              data_dir: DataDir = None) -> None:
     """Rejected messages as JSON, newest first."""
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.ingest.replay import ReplayFilter, payload_view, where_clause
     from maillage.stack.state import database_url
 
@@ -71,6 +72,7 @@ def dlq_replay(tenant: Tenant = None, device: Device = None, reason: Reason = No
 
     Prints a JSON report; messages still bad stay in the DLQ and are listed with their reason.
     """
+    # Imported here: only this command needs it, and every `maillage` process loads the CLI.
     from maillage.ingest.replay import ReplayFilter, replay
     from maillage.stack.state import database_url, kafka_bootstrap
 

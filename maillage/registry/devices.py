@@ -16,8 +16,8 @@ import psycopg
 
 from maillage.errors import RegistryError
 from maillage.registry.broker_auth import FileAuth, hash_password
+from maillage.registry.dynsec import DynsecClient
 from maillage.registry.models import DeviceCredentials, DeviceSpec, mqtt_username
-from maillage.stack.dynsec import DynsecClient
 from maillage.topics import device_prefix
 
 _COLUMNS = ("tenant_id", "device_id", "type", "mqtt_username", "site", "commune", "district",

@@ -29,6 +29,7 @@ from maillage.simulators.engine import Publication
 from maillage.simulators.progress import LiveView, summary
 from maillage.simulators.publisher import MAX_UNACKED, MqttSink, Stats
 from maillage.simulators.registration import register, write_import_file
+from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
 
 
 @dataclass(slots=True)
@@ -146,8 +147,6 @@ def run_load(*, settings: Settings, tenant: str, devices: int, rate: float, conn
     if registration_file is not None:
         write_import_file(registration_file, tenant, [*relay_specs, *relayed_specs])
         return {"registration_file": str(registration_file), "devices": devices, "relays": relays}
-    from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
-
     t0 = time.monotonic()
     creds = register(database_url=database_url(settings), mqtt_admin=mqtt_admin(settings),
                      tenant=tenant, tenant_name="Load test", timezone="Europe/Paris",

@@ -6,6 +6,7 @@ devices cost a thousand sockets, not a thousand threads.
 
 from __future__ import annotations
 
+import base64
 import logging
 import selectors
 import threading
@@ -86,8 +87,6 @@ class FileSink:
         try:
             doc["payload"] = pub.payload.decode()
         except UnicodeDecodeError:
-            import base64
-
             doc["payload_b64"] = base64.b64encode(pub.payload).decode()
         self._f.write(orjson.dumps(doc) + b"\n")
         self.stats.published += 1

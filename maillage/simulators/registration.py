@@ -13,9 +13,9 @@ import psycopg
 
 from maillage.registry.broker_auth import FileAuth
 from maillage.registry.devices import add_devices, device_acl_commands, renew_credentials
+from maillage.registry.dynsec import DynsecClient
 from maillage.registry.models import DeviceCredentials, DeviceSpec, mqtt_username
 from maillage.registry.tenants import add_tenant, tenant_exists
-from maillage.stack.dynsec import DynsecClient
 from maillage.topics import device_prefix
 
 log = logging.getLogger(__name__)

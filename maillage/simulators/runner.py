@@ -18,6 +18,7 @@ from maillage.simulators.publisher import FileSink, MqttSink, Pacer, Sink, Stats
 from maillage.simulators.registration import read_credentials, register, write_import_file
 from maillage.simulators.scenario import Scenario
 from maillage.simulators.territory import build_territory
+from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,6 @@ def simulate_scenario(sc: Scenario, *, settings: Settings, duration_s: float,
             pacer = Pacer(start, sc.speed, unpaced=True)
             deadline = None
         else:
-            from maillage.stack.state import database_url, file_auth, mqtt_admin, running_state
-
             if credentials_file is not None:
                 creds = read_credentials(credentials_file)
             else:

@@ -174,3 +174,39 @@ def demo_scenario() -> Scenario:
                             luminosity_s=30, care_env_s=60, care_heartbeat_s=300),
         anomalies=Anomalies(per_device_day=0.05, first_after_s=60, first_wave=16),
     )
+
+
+def build_scenario(*, scenario_file: Path | None, demo: bool, meters: int | None,
+                   streetlights: int | None, care_homes: int | None, tenant: str | None,
+                   seed: int | None, start: str | None, speed: float | None) -> Scenario:
+    """The scenario from a file, the demo, or the flags, with the flags overriding."""
+    if scenario_file is not None:
+        sc = load_scenario(scenario_file)
+    elif demo:
+        sc = demo_scenario()
+    else:
+        sc = Scenario(communes=DEMO_COMMUNES, fleet=Fleet())
+    fleet: dict[str, int] = {}
+    for key, value in (("meters", meters), ("streetlights", streetlights),
+                       ("care_homes", care_homes)):
+        if value is not None:
+            fleet[key] = value
+    update: dict[str, object] = {"fleet": sc.fleet.model_copy(update=fleet)}
+    if tenant is not None:
+        update["tenant"] = tenant
+    if seed is not None:
+        update["seed"] = seed
+    if speed is not None:
+        update["speed"] = speed
+    if start is not None:
+        update["start"] = parse_start(start)
+    return Scenario.model_validate({**sc.model_dump(), **update})
+
+
+def parse_start(text: str) -> datetime:
+    """An ISO 8601 start; a date or a time without zone is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ScenarioError(f"--start {text!r} is not an ISO 8601 date or time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

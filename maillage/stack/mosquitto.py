@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maillage.errors import StackError
+from maillage.registry.broker_auth import ensure_files
+from maillage.registry.dynsec import DynsecClient
 from maillage.stack.process import ManagedProcess, wait_for_port
 
 ADMIN_USER = "maillage-admin"
@@ -120,8 +122,6 @@ def prepare(directory: Path, port: int) -> MqttCredentials:
         creds_file.write_text(json.dumps({"admin_password": creds.admin_password,
                                           "gateway_password": creds.gateway_password}))
         creds_file.chmod(0o600)
-    from maillage.registry.broker_auth import ensure_files
-
     ensure_files(directory)
     (directory / "mosquitto.conf").write_text(render_config(directory=directory, port=port))
     return creds
@@ -149,8 +149,6 @@ def start(directory: Path, port: int) -> tuple[ManagedProcess, MqttCredentials]:
 
 def ensure_service_accounts(directory: Path, host: str, port: int, creds: MqttCredentials) -> None:
     """Create the gateway client and its role through dynsec (idempotent)."""
-    from maillage.stack.dynsec import DynsecClient
-
     pending = directory / PENDING_GATEWAY
     if not pending.exists():
         return

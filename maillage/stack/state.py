@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import psutil
 from pydantic import BaseModel, Field
 
 from maillage.config import Settings
-
-if TYPE_CHECKING:
-    from maillage.registry.broker_auth import FileAuth
 from maillage.errors import StackError
+from maillage.registry.broker_auth import FileAuth
+from maillage.stack.mosquitto import ADMIN_USER
 
 STATE_FILE = "state.json"
 
@@ -107,8 +105,6 @@ def mqtt_endpoint(settings: Settings) -> tuple[str, int]:
 
 def mqtt_admin(settings: Settings) -> tuple[str, int, str, str]:
     """host, port, admin user and password of the broker's dynamic-security control."""
-    from maillage.stack.mosquitto import ADMIN_USER
-
     given = _mqtt_url(settings)
     if given is not None:
         host, port, user, password = given
@@ -136,8 +132,6 @@ def _credentials(settings: Settings) -> dict[str, str]:
 
 def file_auth(settings: Settings) -> FileAuth | None:
     """The embedded broker's device-credential files, or None for an external broker (dynsec)."""
-    from maillage.registry.broker_auth import FileAuth
-
     if settings.mqtt_url:
         return None
     state = running_state(settings)

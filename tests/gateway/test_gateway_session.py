@@ -19,10 +19,10 @@ from maillage import topics
 from maillage.ingest.gateway import Gateway, GatewayConfig
 from maillage.mqtt import SESSION_KEPT, MqttConnection
 from maillage.registry.devices import register
+from maillage.registry.dynsec import DynsecClient
 from maillage.registry.models import DeviceSpec, DeviceType
 from maillage.registry.tenants import add_tenant
 from maillage.stack import kafka
-from maillage.stack.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER, GATEWAY_USER
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

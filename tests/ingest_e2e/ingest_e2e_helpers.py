@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaConsumer
 
 from maillage import topics
 from maillage.registry.devices import register
+from maillage.registry.dynsec import DynsecClient
 from maillage.registry.models import DeviceSpec
 from maillage.registry.tenants import add_tenant
 from maillage.registry.tokens import create_token
-from maillage.stack.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER
 from tests.e2e.conftest import Device, Publisher, Stack, wait_until
 

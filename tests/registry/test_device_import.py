@@ -20,8 +20,8 @@ import pytest
 
 from maillage.errors import RegistryError
 from maillage.registry.devices import register
+from maillage.registry.dynsec import DynsecClient
 from maillage.registry.importer import load_devices
-from maillage.stack.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER
 from tests.conftest import Services
 

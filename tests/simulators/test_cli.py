@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from maillage.cli.simulate import simulate
 from maillage.registry.importer import load_devices
-from maillage.simulators.cli import simulate
 from maillage.simulators.scenario import ScenarioError, load_scenario
 
 SMALL = ["--meters", "12", "--streetlights", "12", "--care-homes", "2", "--start",

@@ -15,8 +15,8 @@ import psycopg
 import typer
 from typer.testing import CliRunner
 
-from maillage.simulators.cli import simulate
-from maillage.stack.dynsec import DynsecClient
+from maillage.cli.simulate import simulate
+from maillage.registry.dynsec import DynsecClient
 from maillage.stack.mosquitto import ADMIN_USER, GATEWAY_USER
 
 

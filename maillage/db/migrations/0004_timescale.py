@@ -6,6 +6,7 @@ __depends__ = {"0003_rollups"}
 
 
 def _apply(conn):  # type: ignore[no-untyped-def]
+    # Imported when the step runs: yoyo loads every migration file just to plan.
     from maillage.db.timescale import enable_timescale
 
     enable_timescale(conn)

@@ -95,6 +95,7 @@ Parser = Callable[[bytes, MessageContext], list[Envelope]]
 
 
 def _parsers() -> dict[str, Parser]:
+    # Here, not at the top: canonical_json imports this package's MessageContext and helpers.
     from maillage.ingest.formats import canonical_json
 
     table: dict[str, Parser] = {"up/json": canonical_json.parse}
