@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     log_level: str = "INFO"
     log_json: bool = False
+    kafka_kind: Literal["apache", "tansu"] = "tansu"
+    """Which Kafka `maillage up` starts when `kafka_bootstrap` is not set (README: why)."""
     kafka_partitions: int | None = None
     """Partitions of each topic maillage creates; None: see `topic_partitions`."""
     gateway_processes: int = 1
@@ -44,7 +46,7 @@ class Settings(BaseSettings):
     default_timezone: str = "Europe/Paris"
 
     def topic_partitions(self, embedded: bool) -> int:
-        """`kafka_partitions` when set; else 8 on an external Kafka, and on the embedded Tansu
+        """`kafka_partitions` when set; else 8 on Apache Kafka, and on the embedded Tansu
         broker one per storage process, at least 2: Tansu's in-memory engine scans a partition's
         whole history of batches on every fetch, so each partition costs CPU (docs/benchmarks.md,
         "The embedded Kafka's cost grows with its history")."""

@@ -38,11 +38,19 @@ def _db(settings: Settings) -> str:
 @app.command()
 @clean_errors
 def up(simulate: Annotated[bool, typer.Option("--simulate", help="Also run the demo territory simulator.")] = False,
+       kafka: Annotated[str | None, typer.Option(
+           "--kafka", help="Embedded Kafka: apache (durable, Apache Kafka KRaft) or tansu "
+           "(in memory). Default: $MAILLAGE_KAFKA_KIND, else the README's.")] = None,
        data_dir: DataDir = None) -> None:
     """Start the whole stack (brokers, database, migrations, gateway, processors, API) until Ctrl-C."""
     from maillage.stack.supervisor import run_up
 
-    raise typer.Exit(run_up(settings_for(data_dir, "up"), simulate=simulate, print_fn=typer.echo))
+    settings = settings_for(data_dir, "up")
+    if kafka is not None:
+        if kafka not in ("apache", "tansu"):
+            raise typer.BadParameter("--kafka must be apache or tansu")
+        settings = settings.model_copy(update={"kafka_kind": kafka})
+    raise typer.Exit(run_up(settings, simulate=simulate, print_fn=typer.echo))
 
 
 @app.command()
@@ -62,6 +70,7 @@ def status(json: Annotated[bool, typer.Option("--json", help="One JSON object.")
         "mqtt_host": state.mqtt_host if state else None,
         "mqtt_port": state.mqtt_port if state else None,
         "kafka_bootstrap": state.kafka_bootstrap if state else None,
+        "kafka_kind": state.kafka_kind if state else None,
         "database_url": state.database_url if state else None,
         "parts": parts,
         "up": {name: ok for name, ok in parts.items()},
@@ -71,7 +80,8 @@ def status(json: Annotated[bool, typer.Option("--json", help="One JSON object.")
     else:
         if not running:
             typer.echo(f"not running (data dir {settings.data_dir})")
-        for key in ("api_url", "mqtt_host", "mqtt_port", "kafka_bootstrap", "database_url"):
+        for key in ("api_url", "mqtt_host", "mqtt_port", "kafka_bootstrap", "kafka_kind",
+                    "database_url"):
             typer.echo(f"{key:16} {doc[key]}")
         for name, ok in parts.items():
             typer.echo(f"{name:16} {'up' if ok else 'DOWN'}")

@@ -212,7 +212,9 @@ def start(directory: Path, port: int, *, controller_port: int | None = None,
     """Start a single durable node on 127.0.0.1:port (the embedded stack's broker)."""
     cport = controller_port or free_port()
     (node,) = prepare(directory / "kafka", [(port, cport)], partitions=partitions)
-    proc = node_process(node, heap_mb=heap_mb).start()
+    proc = node_process(node, heap_mb=heap_mb)
+    proc.name = "kafka"
+    proc.start()
     wait_ready([node.bootstrap], [proc], brokers=1)
     return proc
 

@@ -25,6 +25,8 @@ class StackState(BaseModel):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 0
     kafka_bootstrap: str = ""
+    kafka_kind: str | None = None
+    """`apache` or `tansu` when the stack started its own Kafka; None for an external one."""
     database_url: str = ""
     up_pid: int = 0
     pids: dict[str, int] = Field(default_factory=dict)

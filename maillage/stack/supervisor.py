@@ -1,4 +1,9 @@
-"""`maillage up`: start every part in order, write the state file, watch, stop in reverse order."""
+"""`maillage up`: start every part in order, write the state file, watch, stop in reverse order.
+
+A child that dies is started again after a back-off (1 s, doubling up to 30 s, reset once it
+has run for a minute), with a log line each time: a short database or broker outage, or one
+crashed process, never stops the whole stack.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,16 @@ import psycopg
 from maillage.config import Settings
 from maillage.db.migrate import migrate
 from maillage.errors import StackError
-from maillage.stack import kafka, mosquitto, postgres
+from maillage.stack import apache_kafka, kafka, mosquitto, postgres
 from maillage.stack.process import ManagedProcess, free_port, port_is_free, wait_for_port
 from maillage.stack.state import StackState, read_state
 
 log = logging.getLogger(__name__)
+
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 30.0
+HEALTHY_AFTER_S = 60.0
+"""A child that ran this long is healthy again: its next restart waits RESTART_FIRST_S."""
 
 
 def _maillage(*args: str) -> list[str]:
@@ -39,14 +49,20 @@ class Supervisor:
         self.procs: list[ManagedProcess] = []
         self._stop = threading.Event()
         self.state = StackState(up_pid=os.getpid())
+        self.restarts: dict[str, int] = {}
+        self._backoff: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+        self._started: dict[str, float] = {}
 
     def stop(self, *_: object) -> None:
         self._stop.set()
 
     def _child(self, proc: ManagedProcess) -> ManagedProcess:
-        proc.start()
+        if not proc.alive():
+            proc.start()
         self.procs.append(proc)
         self.state.pids[proc.name] = proc.pid
+        self._started[proc.name] = time.monotonic()
         return proc
 
     def _env(self) -> dict[str, str]:
@@ -73,8 +89,7 @@ class Supervisor:
             db_url = s.database_url
         else:
             proc, db_url = postgres.start(self.data_dir / "postgres", free_port())
-            self.procs.append(proc)
-            self.state.pids["postgres"] = proc.pid
+            self._child(proc)
             self.state.embedded.append("postgres")
         self.state.database_url = db_url
         migrate(db_url)
@@ -90,8 +105,7 @@ class Supervisor:
         with psycopg.connect(db_url, autocommit=True) as conn:
             render(conn, self.data_dir / "mosquitto")
         mproc, _ = mosquitto.start(self.data_dir / "mosquitto", mport)
-        self.procs.append(mproc)
-        self.state.pids["mosquitto"] = mproc.pid
+        self._child(mproc)
         self.state.embedded.append("mosquitto")
         self.state.mqtt_port = mport
         # 3. Kafka
@@ -99,13 +113,17 @@ class Supervisor:
             bootstrap = s.kafka_bootstrap
         else:
             kport = free_port()
-            kproc = kafka.start(self.data_dir, kport)
-            self.procs.append(kproc)
-            self.state.pids["kafka"] = kproc.pid
+            if s.kafka_kind == "apache":
+                kproc = apache_kafka.start(self.data_dir, kport)
+            else:
+                kproc = kafka.start(self.data_dir, kport)
+            self._child(kproc)
             self.state.embedded.append("kafka")
+            self.state.kafka_kind = s.kafka_kind
             bootstrap = f"127.0.0.1:{kport}"
         self.state.kafka_bootstrap = bootstrap
-        kafka.ensure_topics_sync(bootstrap, s.topic_partitions(embedded="kafka" in self.state.embedded))
+        tansu = "kafka" in self.state.embedded and s.kafka_kind == "tansu"
+        kafka.ensure_topics_sync(bootstrap, s.topic_partitions(embedded=tansu))
         # State first: the children find the stack through it.
         api_port = s.api_port if port_is_free(s.api_port, s.api_host) else free_port(s.api_host)
         self.state.api_url = f"http://{s.api_host}:{api_port}"
@@ -132,13 +150,43 @@ class Supervisor:
         return self.state
 
     def watch(self) -> None:
-        """Block until stop() or a child dies unexpectedly."""
-        while not self._stop.wait(1.0):
-            for proc in self.procs:
-                if not proc.alive():
-                    log.error("%s exited (code %s); stopping the stack. Its log: %s",
-                              proc.name, proc.returncode(), proc.log_path)
-                    return
+        """Block until stop(), starting again, after a back-off, any child that died."""
+        while not self._stop.wait(0.5):
+            self.revive(time.monotonic())
+
+    def revive(self, now: float) -> None:
+        """Restart the children that died and whose back-off has passed."""
+        changed = False
+        for proc in self.procs:
+            if proc.alive():
+                continue
+            name = proc.name
+            due = self._due.get(name)
+            if due is None:
+                ran = now - self._started.get(name, now)
+                delay = RESTART_FIRST_S if ran >= HEALTHY_AFTER_S else min(
+                    RESTART_MAX_S, self._backoff.get(name, RESTART_FIRST_S / 2) * 2)
+                self._backoff[name] = delay
+                self._due[name] = now + delay
+                log.error("%s exited (code %s); starting it again in %.0f s. Its log: %s",
+                          name, proc.returncode(), delay, proc.log_path)
+                continue
+            if now < due:
+                continue
+            del self._due[name]
+            try:
+                proc.start()
+            except OSError as exc:
+                log.error("could not start %s again: %s", name, exc)
+                self._due[name] = now + self._backoff[name]
+                continue
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self._started[name] = now
+            self.state.pids[name] = proc.pid
+            changed = True
+            log.warning("%s started again (pid %d, restart %d)", name, proc.pid, self.restarts[name])
+        if changed:
+            self.state.write(self.data_dir)
 
     def shutdown(self) -> None:
         """Stop children in reverse order of start: simulator, API, gateways, processors, brokers, db."""
@@ -162,7 +210,7 @@ def run_up(settings: Settings, *, simulate: bool, print_fn=print) -> int:  # typ
         print_fn(f"maillage is up ({time.monotonic() - started:.1f}s), data in {sup.data_dir}")
         print_fn(f"  API + web page : {state.api_url}  (OpenAPI: {state.api_url}/docs)")
         print_fn(f"  MQTT (devices) : {state.mqtt_host}:{state.mqtt_port}")
-        print_fn(f"  Kafka          : {state.kafka_bootstrap}")
+        print_fn(f"  Kafka          : {state.kafka_bootstrap} ({state.kafka_kind or 'external'})")
         print_fn(f"  PostgreSQL     : {state.database_url}")
         print_fn(f"  logs           : {Path(sup.data_dir) / 'logs'}")
         if simulate:
