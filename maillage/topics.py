@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 READINGS = "maillage.readings"
 EVENTS = "maillage.events"
 STATUS = "maillage.status"
@@ -30,21 +28,6 @@ def gateway_subscriptions(shared: bool) -> list[str]:
     if shared:
         return [f"$share/{GATEWAY_SHARE_GROUP}/{s}" for s in subs]
     return subs
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceTopic:
-    """A parsed device topic: `maillage/{tenant}/{device_id}/{channel...}`."""
-
-    tenant: str
-    device_id: str
-    channel: str  # "up/json", "up/senml", "up/tic", "up/event", "up/ack", "status"
-
-
-def parse_device_topic(topic: str) -> DeviceTopic | None:
-    """Split a device topic; None when it is not one."""
-    parts = split_device_topic(topic)
-    return None if parts is None else DeviceTopic(*parts)
 
 
 def split_device_topic(topic: str) -> tuple[str, str, str] | None:

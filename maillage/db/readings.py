@@ -13,14 +13,15 @@ import psycopg
 from psycopg import sql
 
 from maillage.db import rollups
-from maillage.metrics import KNOWN, is_valid_name
+from maillage.vocabulary import KNOWN, is_valid_name
 
 ReadingRow = tuple[int, int, datetime, float, datetime, int | None]
 """(device_pk, metric_id, ts, value, received_at, seq)."""
 
 STAGE = "readings_stage"
+"""The one staging table of readings (temporary, per connection), for COPY then `write_staged`."""
 _STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS readings_stage (device_pk bigint, metric_id smallint, "
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (device_pk bigint, metric_id smallint, "
     "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
     "ON COMMIT DELETE ROWS"
 )
@@ -63,10 +64,16 @@ def metric_ids(conn: psycopg.Connection, names: Iterable[str]) -> dict[str, int]
     return ids
 
 
+def create_stage(conn: psycopg.Connection) -> str:
+    """Make sure this connection has the staging table (emptied at commit); return its name."""
+    conn.execute(_STAGE_DDL)
+    return STAGE
+
+
 def insert_readings(conn: psycopg.Connection, *, rows: Iterable[ReadingRow]) -> int:
     """COPY rows into staging, insert the new ones (first value wins), queue their rollups."""
     with conn.transaction():
-        conn.execute(_STAGE_DDL)
+        create_stage(conn)
         with conn.cursor() as cur, cur.copy(
             f"COPY {STAGE} (device_pk, metric_id, ts, value, received_at, seq) "
             "FROM STDIN (FORMAT BINARY)"

@@ -379,14 +379,6 @@ def mark_dirty(conn: psycopg.Connection, *, staging_table: str) -> int:
     return sum(r[0] for r in conn.execute(query).fetchall())
 
 
-def rebuild(conn: psycopg.Connection, *, device_pks: Sequence[int]) -> int:
-    """Queue every bucket holding raw data of these devices (recomputation from scratch)."""
-    select = ("SELECT DISTINCT device_pk, metric_id, maillage_bucket15(ts) AS bucket FROM readings "
-              "WHERE device_pk = ANY (%s)")
-    query = queue_from(select) + " RETURNING cardinality(device_pks)"
-    return sum(r[0] for r in conn.execute(query, (list(device_pks),)).fetchall())
-
-
 def queued(conn: psycopg.Connection, device_pk: int) -> set[tuple[int, datetime]]:
     """(metric_id, bucket) queued for one device (for tests and diagnostics)."""
     rows = conn.execute(

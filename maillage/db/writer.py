@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from maillage.db.readings import metric_ids, write_staged
+from maillage.db.readings import create_stage, metric_ids, write_staged
 from maillage.db.rollups import SHARDS
 from maillage.envelope import from_us
 
@@ -173,13 +173,6 @@ def queue_rows(touched: Touched, mids: dict[str, int]) -> bytes:
     return b"".join(parts)
 
 
-_STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS storage_stage (device_pk bigint, metric_id smallint, "
-    "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
-    "ON COMMIT DELETE ROWS"
-)
-
-
 def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: DeviceIds,
                    metrics: MetricIds, last_seen: LastSeen) -> tuple[int, dict[int, int]]:
     """Write reading envelopes in the caller's transaction; return (rows inserted, last-seen updates).
@@ -219,10 +212,10 @@ def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: Devic
                 copy.write(queue_rows(touched, mids))
         return rows, updates
     except psycopg.errors.UniqueViolation:
-        conn.execute(_STAGE_DDL)
-        with cur.copy(f"COPY storage_stage {_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+        stage = create_stage(conn)
+        with cur.copy(f"COPY {stage} {_COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(data)
-        return write_staged(conn, staging_table="storage_stage"), updates
+        return write_staged(conn, staging_table=stage), updates
 
 
 def _text(value: bytes) -> bytes:

@@ -64,7 +64,7 @@ def register(conn: psycopg.Connection, items: Sequence[tuple[str, DeviceSpec]],
     `dynsec`, the rows are committed only after the broker accepted every credential; with
     `broker` (the embedded Mosquitto's files), the rows are committed, then the files rendered and
     the broker reloaded, and the call returns once the broker accepts the new credentials. With
-    neither, the devices get no MQTT access yet (`rotate_credentials` gives it later).
+    neither, the devices get no MQTT access yet (`renew_credentials` gives it later).
     """
     tenants = sorted({t for t, _ in items})
     known = {r[0] for r in conn.execute("SELECT id FROM tenants WHERE id = ANY(%s)", (tenants,))}
@@ -105,26 +105,6 @@ def register(conn: psycopg.Connection, items: Sequence[tuple[str, DeviceSpec]],
     if broker is not None and creds:
         broker.sync(conn, probe=(creds[-1].mqtt_username, creds[-1].mqtt_password))
     return creds
-
-
-def rotate_credentials(conn: psycopg.Connection, *, tenant: str, device_id: str,
-                       dynsec: DynsecClient | None = None,
-                       broker: FileAuth | None = None) -> DeviceCredentials:
-    """Give a registered device a new MQTT password (the old one stops working)."""
-    password = secrets.token_urlsafe(18)
-    with conn.transaction():
-        row = conn.execute("UPDATE devices SET mqtt_password_hash = %s WHERE tenant_id = %s "
-                           "AND device_id = %s RETURNING mqtt_username",
-                           (hash_password(password), tenant, device_id)).fetchone()
-        if row is None:
-            raise RegistryError(f"unknown device {tenant}/{device_id}")
-        if dynsec is not None:
-            dynsec.run(device_acl_commands(tenant, device_id, password), ignore=("not found",))
-    if broker is not None:
-        broker.sync(conn, probe=(row[0], password))
-    return DeviceCredentials(device_id=device_id, tenant=tenant,
-                             mqtt_username=mqtt_username(tenant, device_id), mqtt_password=password,
-                             topic_prefix=device_prefix(tenant, device_id))
 
 
 def renew_credentials(conn: psycopg.Connection, *, tenant: str, device_ids: Sequence[str],
