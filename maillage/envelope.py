@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from maillage.metrics import KNOWN, is_valid_name
+from maillage.vocabulary import KNOWN, is_valid_name
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

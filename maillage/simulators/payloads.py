@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from maillage.metrics import METRIC_UNITS
 from maillage.simulators.base import DeviceEvent, Sample
+from maillage.vocabulary import METRIC_UNITS
 
 PARIS = ZoneInfo("Europe/Paris")
 STX, ETX, LF, CR, SP, HT = b"\x02", b"\x03", b"\n", b"\r", b" ", b"\t"

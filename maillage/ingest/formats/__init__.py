@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from maillage.envelope import EPOCH, MICROSECOND, Envelope, Kind, Scalar, SourceFormat
 from maillage.errors import DlqReason, PayloadError
-from maillage.metrics import KNOWN, is_valid_name
+from maillage.vocabulary import KNOWN, is_valid_name
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 

@@ -18,7 +18,7 @@ from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope, lighting
 from maillage.ingest.formats.lighting import LIGHTING_TYPES
 from maillage.ingest.formats.timestamps import parse_ts
-from maillage.metrics import KNOWN, is_valid_name
+from maillage.vocabulary import KNOWN, is_valid_name
 
 MAX_RECORDS = 10_000
 

@@ -15,7 +15,7 @@ import orjson
 
 from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats.timestamps import parse_ts
-from maillage.metrics import is_valid_name
+from maillage.vocabulary import is_valid_name
 
 Scalar = str | float | bool | None
 

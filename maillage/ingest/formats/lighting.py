@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from maillage.errors import DlqReason, PayloadError
-from maillage.metrics import Metric
+from maillage.vocabulary import Metric
 
 LIGHTING_TYPES: frozenset[str] = frozenset({"streetlight", "lighting_cabinet"})
 

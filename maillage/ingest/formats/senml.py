@@ -32,7 +32,7 @@ from maillage.errors import DlqReason, PayloadError
 from maillage.ingest.formats import MessageContext, envelope, lighting
 from maillage.ingest.formats.common import MAX_TEXT, Scalar, load_json
 from maillage.ingest.formats.senml_units import UNITS, Unit, pick_metric, split_name
-from maillage.metrics import Metric
+from maillage.vocabulary import Metric
 
 MAX_RECORDS = 10_000
 SENML_VERSION = 10

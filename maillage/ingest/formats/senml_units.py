@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from maillage.errors import DlqReason, PayloadError
-from maillage.metrics import KNOWN, METRIC_UNITS, Metric, is_valid_name
+from maillage.vocabulary import KNOWN, METRIC_UNITS, Metric, is_valid_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from maillage.ingest.formats.tic_frame import (
     parse_group,
     split_groups,
 )
-from maillage.metrics import Metric
+from maillage.vocabulary import Metric
 
 REGISTERS: dict[str, str] = {
     "HCHC": Metric.ENERGY_IMPORT_HC_WH.value, "HCHP": Metric.ENERGY_IMPORT_HP_WH.value,
