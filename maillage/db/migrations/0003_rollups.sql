@@ -2,7 +2,7 @@
 -- dirty buckets for late data, retention policies, monthly partitions for several tables.
 -- depends: 0002_care_access_log
 
--- Metric kind, derived from the name so that it always agrees with maillage.metrics.is_cumulative:
+-- Metric kind, derived from the name (every `energy_*_wh` register of maillage.vocabulary is an index):
 -- 'index' (cumulative energy counter), 'power' (aggregated per area too), 'gauge'.
 ALTER TABLE metrics ADD COLUMN kind text GENERATED ALWAYS AS (
     CASE WHEN left(name, 7) = 'energy_' AND right(name, 3) = '_wh' THEN 'index'
