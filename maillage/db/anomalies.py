@@ -96,3 +96,12 @@ def device_silence(*, conn: psycopg.Connection) -> list[tuple[Any, ...]]:
         "FROM detection_state s "
         "JOIN devices d ON d.tenant_id = s.tenant_id AND d.device_id = s.device_id "
         "JOIN tenants t ON t.id = d.tenant_id WHERE s.last_rx IS NOT NULL").fetchall()
+
+
+SILENT_LOCK = 0x6D61696C_73696C  # "mailsil": one silence check at a time across processes
+
+
+def try_silent_lock(*, conn: psycopg.Connection) -> bool:
+    """Take the silence check's advisory lock for the current transaction; False if held."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SILENT_LOCK,)).fetchone()
+    return bool(row and row[0])

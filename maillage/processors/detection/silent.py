@@ -8,8 +8,8 @@ Two pure parts and one periodic job:
 - `check(state, now_us, seen)`: which devices are offline now, which are back, which groups are
   down together (one `group_offline` anomaly instead of one per device). No I/O, no wall clock:
   `now_us` is given, so the scenario evaluation runs it on a simulated clock.
-- `watch(...)` (in `silent_job.py`) runs `check` every few seconds on the wall clock, under a
-  PostgreSQL advisory lock, and stores the transitions.
+- `silent_job.watch(database_url=..., stop=...)` runs `check` every few seconds on the wall
+  clock, under a PostgreSQL advisory lock, and stores the transitions (I/O kept out of here).
 
 Offline rule: a device is offline when nothing was received from it for
 `max(FLOOR_S, K * interval)` where `interval` is the larger of the learned interval and the
@@ -21,7 +21,7 @@ A device that never sent anything is never offline (it was never seen, nothing t
 nor is one whose interval is unknown (no registry value, not learned yet).
 
 Group rule: a group (a cabinet's lamps and the cabinet, a dwelling's care devices, a district's
-devices) is down when at least `GROUP_MIN_DEVICES` (5; 3 for a dwelling, whose few sensors share
+non-care devices: care outages are told per dwelling, as care data) is down when at least `GROUP_MIN_DEVICES` (5; 3 for a dwelling, whose few sensors share
 one hub) and at least `GROUP_OPEN_FRACTION` (80 %) of its judged members are silent, one at least
 past its threshold. "Silent" counts members within one reporting interval of their own
 threshold: devices that stopped at the same instant cross their thresholds spread over one
@@ -31,10 +31,14 @@ while at least `GROUP_CLOSE_FRACTION` (50 %) of its members are silent, and sile
 open group get no anomaly of their own. The group anomaly is raised on the device standing for
 the group (the cabinet; the dwelling's hub, else its first device) or, for a district that has
 no such device, on the group name itself (`"district:<name>"`).
+
+Stall guard: when nearly every device is offline at once and nothing at all was heard for a
+minute, the check does nothing (see `STALL_FRACTION`): that is the platform not receiving.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -50,6 +54,8 @@ from maillage.processors.detection.model import (
     Transition,
     group_of,
 )
+
+log = logging.getLogger(__name__)
 
 K = 3.0
 """Missed reports before a device is offline: one or two lost messages in a row happen on radio
@@ -71,6 +77,11 @@ GROUP_MIN_DEVICES = 5
 GROUP_MIN_DEVICES_DWELLING = 3
 GROUP_OPEN_FRACTION = 0.8
 GROUP_CLOSE_FRACTION = 0.5
+STALL_MIN_DEVICES, STALL_FRACTION = 50, 0.9
+"""When at least 90 % of at least 50 judged devices (all tenants) are offline at once and no
+device at all was heard from for `FLOOR_S`, the check does nothing: a stalled ingest or detection processor (or one catching up after a restart)
+looks exactly like that, and the platform's own health metrics tell that story, not thousands
+of device anomalies."""
 EVIDENCE_DEVICES = 50
 """At most this many silent device ids listed in a group anomaly's evidence (with the count)."""
 
@@ -192,7 +203,9 @@ def iso(us: int) -> str:
 
 def groups_of(device: DeviceInfo) -> list[str]:
     """The outage groups of a device, largest first: its district, then cabinet or dwelling."""
-    out = [f"district:{device.district}"] if device.district else []
+    # Care devices stay out of districts: their outages are told per dwelling (care data, seen
+    # by care coordinators only), never listed in an anomaly energy managers read.
+    out = [f"district:{device.district}"] if device.district and not device.is_care else []
     local = group_of(device)
     if local:
         out.append(local)
@@ -222,6 +235,8 @@ def check(state: SilentState, now_us: int, seen: Iterable[Seen]) -> list[Transit
         verdicts[key] = v
         for g in groups_of(s.device):
             members.setdefault((s.device.tenant, g), []).append(v)
+    if _stalled(verdicts.values()):
+        return []
     out: list[Transition] = []
     covered: set[tuple[str, str]] = set()
     # Districts first: a district outage covers its cabinets and dwellings.
@@ -240,6 +255,22 @@ def check(state: SilentState, now_us: int, seen: Iterable[Seen]) -> list[Transit
     for key in [k for k in state.devices if k not in verdicts]:
         out.append(_close(state.devices.pop(key), now_us))  # deleted, or no longer judged
     return out
+
+
+def _stalled(verdicts: Iterable[Verdict]) -> bool:
+    """Nearly every device silent and nothing heard for a minute: the platform stopped receiving."""
+    judged = offline = 0
+    quietest = math.inf
+    for v in verdicts:
+        judged += 1
+        offline += v.offline
+        quietest = min(quietest, v.silence_s)
+    if (judged >= STALL_MIN_DEVICES and offline >= STALL_FRACTION * judged
+            and quietest > FLOOR_S):
+        log.warning("silence check skipped: %d of %d devices silent (ingest or detection stalled?)",
+                    offline, judged)
+        return True
+    return False
 
 
 def _check_group(state: SilentState, now_us: int, gkey: tuple[str, str],

@@ -115,7 +115,10 @@ def test_two_hundred_lamps_of_one_cabinet_one_anomaly() -> None:
     state = SilentState()
     out: list = []
     for step in range(0, 40 * 60, 5):  # the job every 5 s for 40 minutes
-        out += check(state, cut + step * S, seen)
+        now = cut + step * S  # the rest of the territory goes on reporting
+        alive = [Seen(DeviceInfo("t1", f"meter-{i}", "meter"), now - i * S, 60.0)
+                 for i in range(50)]
+        out += check(state, now, seen + alive)
     opens = [t for t in out if t.change == "open"]
     assert len(opens) == 1, [(t.change, t.anomaly.device_id) for t in out]
     a = opens[0].anomaly
@@ -129,7 +132,8 @@ def test_two_hundred_lamps_of_one_cabinet_one_anomaly() -> None:
     # Power back: the group closes, at the first lamp heard from again.
     back = cut + 41 * 60 * S
     seen = [Seen(s.device, back + i * 1000, s.interval_s) for i, s in enumerate(seen)]
-    out = check(state, back + 10 * S, seen)
+    alive = [Seen(DeviceInfo("t1", f"meter-{i}", "meter"), back, 60.0) for i in range(50)]
+    out = check(state, back + 10 * S, seen + alive)
     assert [(t.change, t.anomaly.id) for t in out] == [("close", a.id)]
     assert out[0].anomaly.end_us == back + 200 * 1000 and state.groups == {}
 
@@ -158,8 +162,20 @@ def test_district_outage_covers_its_cabinets_and_dwelling() -> None:
                              district="Nord", dwelling="d1"), T0, 10.0) for i in range(4)]
     out = check(SilentState(), T0 + 90 * S, seen)
     assert [(t.change, t.anomaly.device_id, t.anomaly.group) for t in out] == [
-        ("open", "district:Nord", "district:Nord")]
-    assert out[0].anomaly.evidence["silent"] == 28
+        ("open", "district:Nord", "district:Nord"), ("open", "care-0", "dwelling:d1")]
+    # Care devices are told per dwelling (care data), never listed in the district's anomaly.
+    assert out[0].anomaly.evidence["silent"] == 24
+    assert not [d for d in out[0].anomaly.evidence["devices"] if d.startswith("care")]
+
+
+def test_everything_silent_and_nothing_heard_is_a_stall_not_an_outage() -> None:
+    """Every device silent at once with nothing received for a minute: no anomaly at all."""
+    seen = [Seen(DeviceInfo("t1", f"m-{i}", "meter"), T0 - i * S, 10.0) for i in range(60)]
+    assert check(SilentState(), T0 + 10 * 60 * S, seen) == []
+    # One device still reporting: the others' silence is real.
+    seen.append(Seen(DeviceInfo("t1", "alive", "meter"), T0 + 10 * 60 * S, 10.0))
+    out = check(SilentState(), T0 + 10 * 60 * S, seen)
+    assert len(out) == 60 and {t.anomaly.kind for t in out} == {Kind.DEVICE_OFFLINE}
 
 
 def test_dwelling_outage_on_its_hub() -> None:
