@@ -147,16 +147,23 @@ class Verdict:
 
 def basis_s(seen: Seen) -> float | None:
     """The interval silence is judged against (see the module docstring), None if unknown."""
-    known = [v for v in (seen.interval_s, seen.device.expected_interval_s) if v]
-    return float(max(known)) if known else None
+    learned, registry = seen.interval_s, seen.device.expected_interval_s
+    if learned and registry:
+        return float(learned if learned > registry else registry)
+    either = learned or registry
+    return float(either) if either else None
 
 
 def judge(seen: Seen, now_us: int) -> Verdict | None:
     """A device's silence verdict at `now_us`; None for never-seen or unknown-interval devices."""
-    basis = basis_s(seen)
-    if seen.last_rx_us is None or basis is None:
+    if seen.last_rx_us is None:
         return None
-    return Verdict(seen, basis, max(FLOOR_S, K * basis), (now_us - seen.last_rx_us) / 1e6)
+    basis = basis_s(seen)
+    if basis is None:
+        return None
+    threshold = K * basis
+    return Verdict(seen, basis, threshold if threshold > FLOOR_S else FLOOR_S,
+                   (now_us - seen.last_rx_us) / 1e6)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,8 @@ reads the open `device_offline`/`group_offline` anomalies and every device's las
 and learned interval (`detection_state`, kept by the detection processor from `silent.learn`),
 runs `silent.check` at the wall-clock now and writes the transitions with
 `db.detection.record_transitions` (the outbox relay produces them to `maillage.anomalies`).
-A database error ends the round, not the job: it is logged and the next round retries.
+Any error ends the round, not the job (nor the detection process): it is logged, the
+connection reopened, and the next round retries.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ async def watch(*, database_url: str, stop: asyncio.Event, period_s: float = 5.0
                 await asyncio.to_thread(run_once, conn, clock())
             except psycopg.Error as exc:
                 log.warning("silence check failed, retrying in %.0f s: %s", period_s, exc)
+                if conn is not None:
+                    await asyncio.to_thread(conn.close)
+                    conn = None
+            except Exception:  # a bad registry row must not stop the detection process with it
+                log.exception("silence check failed, retrying in %.0f s", period_s)
                 if conn is not None:
                     await asyncio.to_thread(conn.close)
                     conn = None
