@@ -199,6 +199,54 @@ def processor_storage(data_dir: DataDir = None) -> None:
         sink.close()
 
 
+@processor_app.command("detection")
+@clean_errors
+def processor_detection(
+        data_dir: DataDir = None,
+        rules: Annotated[str | None, typer.Option(
+            envvar="MAILLAGE_DETECTION_RULES",
+            help="Comma-separated rule modules instead of the built-in ones (experiments, tests).")] = None,
+        silent: Annotated[bool, typer.Option(help="Also run the silent-device job.")] = True) -> None:
+    """Run the detection processor (Kafka -> anomalies, outbox relay -> maillage.anomalies)."""
+    from maillage.processors.detection.engine import Engine, load_tables
+    from maillage.processors.detection.processor import GROUP, TOPICS, DetectionSink
+    from maillage.processors.runner import Runner
+    from maillage.stack.state import database_url, kafka_bootstrap
+
+    settings = settings_for(data_dir, "detection")
+    db_url, bootstrap = database_url(settings), kafka_bootstrap(settings)
+    engine = None
+    if rules:
+        t = load_tables([m.strip() for m in rules.split(",") if m.strip()])
+        engine = Engine(t.rules, t.group_rules, quality=t.quality, on_rejected=t.on_rejected)
+    sink = DetectionSink(db_url, engine)
+    runner = Runner(bootstrap=bootstrap, topics=TOPICS, group_id=GROUP, sink=sink, flush_ms=20)
+    try:
+        _serve(lambda stop: _detection(runner, db_url, bootstrap, stop, silent), "detection")
+    finally:
+        sink.close()
+
+
+async def _detection(runner, db_url: str, bootstrap: str, stop: asyncio.Event,  # type: ignore[no-untyped-def]
+                     silent: bool) -> None:
+    """The runner, the outbox relay and the silent-device job: one failing stops the others."""
+    from maillage.processors.detection.outbox import Relay
+
+    tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(Relay(db_url, bootstrap).run(stop))]
+    if silent:
+        from maillage.processors.detection import silent_job
+
+        tasks.append(asyncio.create_task(silent_job.watch(database_url=db_url, stop=stop)))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            raise r
+
+
 @processor_app.command("maintenance")
 @clean_errors
 def processor_maintenance(data_dir: DataDir = None) -> None:

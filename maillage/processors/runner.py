@@ -14,6 +14,10 @@ sized by the load, not by a timer: what arrived while the previous write ran is 
 soon as that write returns (at most every `flush_ms`, sooner when the sink is full). A light
 load gets small batches and a low latency; under a heavy one each write takes longer, more
 arrives meanwhile, and batches grow up to the sink's limit, where the fixed cost per batch fades.
+
+A sink that checkpoints its own offsets with its state (`SeekingSink`, the detection processor)
+says where each assigned partition resumes and is told before partitions go; for it Kafka's
+committed offsets are a lag figure only. Other sinks are unaffected.
 """
 
 from __future__ import annotations
@@ -55,6 +59,22 @@ class BatchSink(Sink, Protocol):
         """Commit a detached batch to the target (called in a worker thread); raise to stop."""
 
 
+@runtime_checkable
+class SeekingSink(Sink, Protocol):
+    """A sink that keeps its own offsets with its state (optional hooks, called in a worker thread).
+
+    `assigned` returns where to resume each assigned partition (None: from its start); Kafka's
+    committed offsets are then only a lag figure. `revoked` runs after the checkpoint that precedes
+    a rebalance and when the runner stops, so the sink can checkpoint what it keeps apart.
+    """
+
+    def assigned(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """Offsets to seek to on assignment."""
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Partitions are about to go (or the runner stops)."""
+
+
 class _Checkpointer(ConsumerRebalanceListener):
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -62,10 +82,28 @@ class _Checkpointer(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked:
             await self.runner.checkpoint()
+            await self.runner.sink_hook("revoked", list(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("%s assigned %s", self.runner.group_id,
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)))
+        if not isinstance(self.runner.sink, SeekingSink):
+            return
+        # Records fetched before the seek are dropped (they come again from the sought offsets).
+        self.runner._seeking = True
+        try:
+            seek = await self.runner.sink_hook("assigned", list(assigned))
+            consumer = self.runner._consumer
+            assert consumer is not None
+            # No await between the seeks and the end of `_seeking`: a record fetched from a
+            # sought offset must not be dropped. Offset 0 below the log start resets to earliest.
+            for tp, offset in seek.items():
+                consumer.seek(tp, offset or 0)
+        finally:
+            self.runner._seeking = False
+            log.info("%s resumes from its own checkpoint: %s", self.runner.group_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{'start' if o is None else o}"
+                               for tp, o in sorted(seek.items())))
 
 
 class Runner:
@@ -80,6 +118,7 @@ class Runner:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
+        self._seeking = False  # a SeekingSink's assignment hook is running
         self.records = 0
 
     def _due(self, elapsed_ms: float) -> bool:
@@ -101,6 +140,14 @@ class Runner:
             await asyncio.to_thread(self.sink.flush)
             await self._commit(self._uncommitted)
             self._uncommitted.clear()
+
+    async def sink_hook(self, name: str, partitions: list[TopicPartition]) -> Any:
+        """Call the sink's optional `assigned` / `revoked` hook with nothing in flight."""
+        if not isinstance(self.sink, SeekingSink):
+            return None
+        async with self._lock:
+            await self._settle()
+            return await asyncio.to_thread(getattr(self.sink, name), partitions)
 
     async def _rotate(self) -> None:
         """Hand the buffered batch to a background write; wait for the previous one first."""
@@ -153,6 +200,8 @@ class Runner:
                 # Records waiting for the writer: look again soon, it may be free by then.
                 wait_ms = min(self.flush_ms, _WAITING_POLL_MS) if self._uncommitted else self.flush_ms
                 batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.max_records)
+                if self._seeking:
+                    continue
                 for tp, records in batch.items():
                     for rec in records:
                         self.sink.add(rec)
@@ -164,6 +213,7 @@ class Runner:
                     await self._rotate()
                     last = now
             await self.checkpoint()
+            await self.sink_hook("revoked", sorted(consumer.assignment()))
         finally:
             if self._in_flight is not None:  # a failed run: let the write in flight end
                 await asyncio.wait([self._in_flight])
