@@ -55,8 +55,9 @@ DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 """A winter Monday: long nights for the lamps, heating in the meters' curves."""
 MAX_FUTURE = timedelta(seconds=300)
 """The gateway's default `max_future_s`."""
-PER_DEVICE_DAY = 0.075
-"""Anomalies per device and day: about 25 labels of each kind in a month of `eval_territory`."""
+LABELS_PER_KIND_MONTH = 30
+"""`eval_territory` injects about this many anomalies of each kind in 30 days (fewer are labelled:
+the simulator never puts two anomalies at once on one device)."""
 
 
 class EvalError(MaillageError):
@@ -74,8 +75,9 @@ class Detector(Protocol):
 def eval_territory(seed: int) -> Scenario:
     """A territory small enough for a month in minutes, with every device role anomalies need.
 
-    Two communes (one dimming its lamps at night, one switching them off), 30 meters read every
-    2 min (a spike of 2 min always holds one reading), 120 lamps on 10 cabinets, 18 care homes.
+    Two communes (one dimming its lamps at night, one switching them off), 24 meters read every
+    2 min (a spike of 2 min always holds one reading), 120 lamps on about 10 cabinets, 18 care
+    homes. The anomaly rate is set by `run` from `LABELS_PER_KIND_MONTH`.
     """
     return Scenario(
         tenant=TENANT, seed=seed, start=DEFAULT_START,
@@ -87,11 +89,11 @@ def eval_territory(seed: int) -> Scenario:
                     lighting=LightingPolicy(mode="cutoff", night_from=dtime(23, 0),
                                             night_to=dtime(5, 0))),
         ],
-        fleet=Fleet(meters=30, streetlights=120, care_homes=18, lamps_per_cabinet=12,
+        fleet=Fleet(meters=24, streetlights=120, care_homes=18, lamps_per_cabinet=12,
                     presence_share=0.0),
-        intervals=Intervals(meter_s=120, streetlight_s=600, cabinet_s=300, presence_s=600,
+        intervals=Intervals(meter_s=120, streetlight_s=900, cabinet_s=300, presence_s=600,
                             luminosity_s=600, care_env_s=600, care_heartbeat_s=900),
-        anomalies=Anomalies(per_device_day=PER_DEVICE_DAY, first_wave=0),
+        anomalies=Anomalies(first_wave=0),
     )
 
 
@@ -151,7 +153,7 @@ class RunOptions:
     warmup_days: int = 3
     tail_h: float = 12
     grace_s: float = 1800
-    silent_step_s: float = 60
+    silent_step_s: float = 300
     examples: int = 5
 
 
@@ -174,9 +176,12 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
     sim = Simulator(sc, start=start,
                     labels=LabelWriter(None, sc.tenant, on_label=labels_seen.append))
     an = sc.anomalies
+    rate = an.per_device_day if an.enabled else 0.0
+    if scenario is None:  # the default territory: a rate giving enough labels of every kind
+        rate = LABELS_PER_KIND_MONTH * len(sim.planner.candidates) / (sim.planner.n_devices * 30)
     sim.planner = _WindowPlanner(
         first=anomaly_days[0], last=anomaly_days[1], seed=sc.seed, start=start, tz=tz,
-        per_device_day=an.per_device_day if an.enabled else 0.0, candidates=sim.candidates,
+        per_device_day=rate, candidates=sim.candidates,
         kinds=an.kinds, first_after_s=an.first_after_s, first_wave=0)
     last_start = start + timedelta(days=opts.warmup_days + opts.days)
     specs = sim.territory.specs()
@@ -186,7 +191,10 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
         (sc.tenant, s.device_id): KnownDevice(i, str(s.type), s.installed_at or floor)
         for i, s in enumerate(specs)}), max_future=MAX_FUTURE)
     check = silent_check or _default_silent_check()
-    seen: dict[str, dict[str, Any]] = {}
+    # What the silence check knows of each device: the engine's own `seen` slots when it keeps
+    # them (as the live job reads them from its checkpointed state), else learned here alike.
+    engine_states = getattr(detector, "devices", None)
+    own_seen: dict[str, dict[str, Any]] | None = None if isinstance(engine_states, dict) else {}
     rec = _Recorder()
     counts: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
@@ -195,8 +203,13 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
     wall = time.monotonic()
 
     def silence(now_us: int) -> None:
+        slots: Iterable[tuple[str, dict[str, Any]]]
+        if own_seen is not None:
+            slots = own_seen.items()
+        else:
+            slots = ((key[1], st.seen) for key, st in engine_states.items())  # type: ignore[union-attr]
         rec.add(check(now_us, [silent.Seen(infos[d], m.get("last_rx"), m.get("interval_s"))
-                               for d, m in seen.items()]), now_us)
+                               for d, m in slots if d in infos]), now_us)
 
     prefix = f"maillage/{sc.tenant}/"
     for pub in sim.publications(until):
@@ -214,7 +227,8 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
             continue
         for env in outcome.envelopes:
             counts["envelopes"] += 1
-            silent.learn(seen.setdefault(env.device_id, {}), env.ts_us, env.rx_us)
+            if own_seen is not None:
+                silent.learn(own_seen.setdefault(env.device_id, {}), env.ts_us, env.rx_us)
             rec.add(detector.handle(infos[env.device_id], env), now_us)
     end_us = to_us(until)
     while next_check <= end_us:
@@ -232,6 +246,7 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
     return {
         "seed": opts.seed, "days": opts.days, "warmup_days": opts.warmup_days,
         "tail_h": opts.tail_h, "grace_s": opts.grace_s, "silent_step_s": opts.silent_step_s,
+        "anomalies_per_device_day": round(rate, 4),
         "start": start.isoformat().replace("+00:00", "Z"),
         "end": until.isoformat().replace("+00:00", "Z"),
         "devices": dict(sorted(Counter(str(s.type) for s in specs).items())),

@@ -11,10 +11,13 @@ from datetime import time as dtime
 from io import StringIO
 from typing import Any
 
+import orjson
 import pytest
+import typer
 from rich.console import Console
+from typer.testing import CliRunner
 
-from maillage.cli.eval_scenario import render
+from maillage.cli.eval_scenario import render, scenario
 from maillage.envelope import Envelope
 from maillage.eval.scenario import DEFAULT_START, RunOptions, run
 from maillage.processors.detection.model import (
@@ -161,3 +164,17 @@ def test_table_lists_every_kind(report) -> None:  # type: ignore[no-untyped-def]
     for kind in KINDS:
         assert kind in text
     assert "seed 5" in text and "missed" in text
+
+
+def test_command_with_the_real_detectors() -> None:
+    """`maillage eval scenario --json` on one simulated day: the real engine and rules run and
+    the report has a row per kind (the figures of a month are in docs/detection.md)."""
+    app = typer.Typer()
+    app.command()(scenario)
+    result = CliRunner().invoke(app, ["--days", "1", "--warmup-days", "0", "--tail-hours", "1",
+                                      "--seed", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    rep = orjson.loads(result.stdout)
+    assert [r["kind"] for r in rep["kinds"]] == list(KINDS)
+    assert rep["publications"] > 40_000 and sum(rep["labels"].values()) > 0
+    assert rep["anomalies"] > 0
