@@ -26,7 +26,6 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -39,6 +38,7 @@ from maillage import topics
 from maillage.envelope import DlqRecord
 from maillage.ingest.outbox import Outbox
 from maillage.ingest.registry_cache import RegistryCache
+from maillage.ingest.reject_log import RejectLog
 from maillage.ingest.validate import Ingest
 from maillage.mqtt import SESSION_KEPT, MqttConnection, MqttError
 from maillage.observability import BROKER_DROPPED, DLQ_RECORDS, INGEST_MESSAGES, INGEST_READINGS
@@ -94,49 +94,6 @@ _Token = tuple[int, list[int], int]
 """What a converted chunk leaves to acknowledge: (connection epoch, packet ids, messages)."""
 
 
-class RejectLog:
-    """Rejections logged without flooding: per reason, the first `burst` of each `window_s` window
-    are logged one by one (with topic and detail); the rest are counted and summed up in one line
-    per window. At 10,000 bad messages/s that is a handful of lines every 10 s, not 100,000."""
-
-    def __init__(self, logger: logging.Logger = log, *, window_s: float = 10.0, burst: int = 5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.window_s = window_s
-        self.burst = burst
-        self._log = logger
-        self._clock = clock
-        self._start = clock()
-        self._seen: collections.Counter[str] = collections.Counter()
-        self._suppressed: collections.Counter[str] = collections.Counter()
-
-    def rejected(self, reason: str, topic: str, detail: str,
-                 error: BaseException | None = None) -> None:
-        """Note one rejection; log it unless its reason already filled this window's burst."""
-        self.flush()
-        key = "parser_failure" if error is not None else reason
-        self._seen[key] += 1
-        if self._seen[key] > self.burst:
-            self._suppressed[key] += 1
-        elif error is not None:
-            self._log.error("parser failure on %s (kept in the DLQ as %s): %s", topic, reason,
-                            detail, exc_info=error)
-        else:
-            self._log.warning("rejected %s from %s: %s", reason, topic, detail)
-
-    def flush(self) -> None:
-        """Close the window when it is over: one summary line for what was not logged."""
-        now = self._clock()
-        if now - self._start < self.window_s:
-            return
-        if self._suppressed:
-            counts = ", ".join(f"{r}={n}" for r, n in self._suppressed.most_common())
-            self._log.warning("%d more rejected messages in the last %.0f s (not logged one by "
-                              "one): %s", sum(self._suppressed.values()), now - self._start, counts)
-        self._start = now
-        self._seen.clear()
-        self._suppressed.clear()
-
-
 class Gateway:
     """Subscribes to device topics, validates, produces envelopes or DLQ records, then acks."""
 
@@ -144,7 +101,7 @@ class Gateway:
         self.config = config
         self.registry = RegistryCache(config.database_url)
         self.ingest = Ingest(self.registry, max_future=config.max_future)
-        self.rejects = RejectLog()
+        self.rejects = RejectLog(log)  # rejections logged as the gateway's
         self._inbox: collections.deque[tuple[int, float, list[mqtt5.PublishPacket]]] = collections.deque()
         self._wake = asyncio.Event()
         self._epoch = 0  # bumped by every connection attempt: acks go back on their own connection

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from maillage.ingest.gateway import RejectLog
+from maillage.ingest.reject_log import RejectLog
 
 
 class Clock:

@@ -12,7 +12,7 @@ from maillage.api.deps import ConnDep, PrincipalDep
 from maillage.api.routes.buckets import as_csv, device_buckets
 from maillage.api.routes.devices import find_device
 from maillage.db import readings as db_readings
-from maillage.db.rollups import Bucket
+from maillage.db.grains import Bucket
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
 
