@@ -193,3 +193,26 @@ def test_known_cycle_edges_are_still_there() -> None:
     """Each tolerated edge still exists: once moved, it leaves the list (no stale excuses)."""
     edges = package_graph()
     assert [e for e in KNOWN_EDGES if e not in edges] == []
+
+
+# Floors: entry points on top, what every package shares at the bottom (README, "Layout").
+FLOORS = {"cli": 6, "bench": 6, "__main__": 6, "stack": 5, "simulators": 5, "eval": 5, "api": 4,
+          "dashboards": 4, "opendata": 4, "ingest": 3, "processors": 3, "db": 2, "registry": 2,
+          "mqtt": 2}
+SHARED = 1  # config, errors, logs, topics, vocabulary, envelope, observability
+
+
+APART = {("api", "processors")}  # they meet through Kafka topics and tables, not imports
+
+
+def test_no_package_imports_a_higher_floor() -> None:
+    """Imports run down (or sideways within a floor), never up: a processor never imports the API."""
+    up = [w for (a, b), where in package_graph().items() if (a, b) not in KNOWN_EDGES
+          and (FLOORS.get(a, SHARED) < FLOORS.get(b, SHARED) or (a, b) in APART) for w in where]
+    assert up == []
+
+
+def test_every_package_has_a_floor() -> None:
+    """A new package is placed on a floor here (else it would count as shared by all)."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert sorted(packages - set(FLOORS)) == []
