@@ -5,6 +5,8 @@ Two pure parts and one periodic job:
 - `learn(memory, ts_us, rx_us)`: the engine calls it on every record of a device with the
   device's `"_seen"` memory slot. It keeps `last_ts`, `last_rx` (epoch µs) and `interval_s`, the
   learned reporting interval (absent until 3 intervals were seen).
+- `heard(memory, rx_us)`: the same slot on a rejected message of a registered device (the
+  device speaks, if wrongly: it is not silent).
 - `check(state, now_us, seen)`: which devices are offline now, which are back, which groups are
   down together (one `group_offline` anomaly instead of one per device). No I/O, no wall clock:
   `now_us` is given, so the scenario evaluation runs it on a simulated clock.
@@ -114,6 +116,16 @@ def learn(memory: Memory, ts_us: int, rx_us: int) -> None:
     memory["lmu"] = mu
     if n >= WARMUP:
         memory["interval_s"] = round(math.exp(mu), 3)
+
+
+def heard(memory: Memory, rx_us: int) -> None:
+    """A rejected message (DLQ) of the device: it is not silent, though it says nothing valid.
+
+    Its measurement time is unknown or wrong, so the interval is not touched; the data-quality
+    rules report the rejection, and calling it offline as well would be a false alarm.
+    """
+    if rx_us > memory.get("last_rx", -1):
+        memory["last_rx"] = rx_us
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from maillage.processors.detection.model import DeviceInfo, Kind
-from maillage.processors.detection.silent import FLOOR_S, Seen, SilentState, check, learn
+from maillage.processors.detection.silent import FLOOR_S, Seen, SilentState, check, heard, learn
 
 S = 1_000_000  # µs per second
 T0 = 1_780_000_000 * S
@@ -215,3 +215,16 @@ def test_state_json_round_trip_and_deleted_device_closes() -> None:
     assert check(again, T0 + 95 * S, seen) == []
     out = check(again, T0 + 100 * S, seen[:-1])
     assert [(t.change, t.anomaly.device_id) for t in out] == [("close", "m")]
+
+
+def test_rejected_messages_keep_a_device_from_being_offline() -> None:
+    """A device sending malformed messages is heard: not offline, its interval untouched."""
+    m = _learned(10)
+    interval, last_ts, before = m["interval_s"], m["last_ts"], m["last_rx"]
+    for k in range(1, 31):  # five minutes of rejected messages
+        heard(m, before + k * 10 * S)
+    assert m["interval_s"] == interval and m["last_ts"] == last_ts
+    now = m["last_rx"] + 5 * S
+    dev = DeviceInfo("t1", "garbled", "meter")
+    assert check(SilentState(), now, [Seen(dev, m["last_rx"], interval)]) == []
+    assert len(check(SilentState(), now, [Seen(dev, before, interval)])) == 1  # without them
