@@ -260,9 +260,11 @@ def check(state: SilentState, now_us: int, seen: Iterable[Seen]) -> list[Transit
     covered: set[tuple[str, str]] = set()
     # Districts first: a district outage covers its cabinets and dwellings.
     for gkey in sorted(members, key=lambda k: (not k[1].startswith("district:"), k)):
-        group_members = [v for v in members[gkey]
-                         if (v.seen.device.tenant, v.seen.device.device_id) not in covered]
-        out += _check_group(state, now_us, gkey, group_members, len(members[gkey]))
+        group = members[gkey]
+        if gkey not in state.groups:  # a new outage counts only devices no open group covers
+            group = [v for v in group
+                     if (v.seen.device.tenant, v.seen.device.device_id) not in covered]
+        out += _check_group(state, now_us, gkey, group, len(members[gkey]))
         if gkey in state.groups:
             covered |= {(v.seen.device.tenant, v.seen.device.device_id)
                         for v in members[gkey] if v.silent}

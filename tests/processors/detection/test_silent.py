@@ -228,3 +228,22 @@ def test_rejected_messages_keep_a_device_from_being_offline() -> None:
     dev = DeviceInfo("t1", "garbled", "meter")
     assert check(SilentState(), now, [Seen(dev, m["last_rx"], interval)]) == []
     assert len(check(SilentState(), now, [Seen(dev, before, interval)])) == 1  # without them
+
+
+def test_cabinet_outage_then_its_district_keeps_the_cabinet_open() -> None:
+    """A cabinet down first, then its whole district: the cabinet's anomaly is not closed."""
+    lamps = [Seen(DeviceInfo("t1", f"lamp-{i}", "streetlight", district="Sud",
+                             meta={"cabinet": "cab-9"}), T0, 10.0) for i in range(10)]
+    meters = [Seen(DeviceInfo("t1", f"meter-{i}", "meter", district="Sud"), T0 + 10 * 60 * S,
+                   60.0) for i in range(40)]
+    state = SilentState()
+    out = check(state, T0 + 65 * S, lamps + meters)
+    assert [(t.change, t.anomaly.group) for t in out] == [("open", "cabinet:cab-9")]
+    meters = [Seen(m.device, T0 + 5 * 60 * S, 60.0) for m in meters]  # the district goes down
+    elsewhere = [Seen(DeviceInfo("t1", f"far-{i}", "meter"), T0 + 9 * 60 * S, 60.0)
+                 for i in range(10)]
+    out = check(state, T0 + 9 * 60 * S, lamps + meters + elsewhere)
+    assert [(t.change, t.anomaly.group) for t in out] == [("open", "district:Sud")]
+    assert out[0].anomaly.evidence["silent"] == 50
+    assert check(state, T0 + 9 * 60 * S + 5 * S, lamps + meters + elsewhere) == []
+    assert set(state.groups) == {("t1", "cabinet:cab-9"), ("t1", "district:Sud")}
