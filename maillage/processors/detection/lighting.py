@@ -32,7 +32,7 @@ FAILURE_RUN = 2  # readings "lit without power" before a failure (a status says 
 DIM_HOLD_S = 600  # full level while the cabinet's other lamps are dimmed, this long
 DIM_MIN_PEERS = 2
 CABINET_MARGIN = 0.2  # cable losses (a few %, NF C 17-200 allows 3-5 % drop) and metering error
-CABINET_MARGIN_W = 50.0  # the cabinet's own clock, modem and contactors
+CABINET_MARGIN_W = 20.0  # the cabinet's own clock, modem and contactor coils
 CABINET_HOLD_S = 300
 CABINET_RUN = 3
 BURN_WINDOW_S = 86_400
@@ -280,9 +280,10 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
                                       "ratio": round(p / lamps, 3) if lamps > 0 else None})]
         return []
     g["cr"] = 0
-    if g["co"] and lamps > CABINET_MARGIN_W:  # lit and consistent: repaired
+    consistent = p <= lamps * (1.0 + CABINET_MARGIN / 2) + CABINET_MARGIN_W  # hysteresis
+    if g["co"] and lamps > CABINET_MARGIN_W and consistent:  # lit and consistent: repaired
         g["ok"] += 1
-        if g["ok"] >= 2:
+        if g["ok"] >= CABINET_RUN:
             g["co"], g["ok"] = False, 0
             return [Finding(Kind.CABINET_OVERCONSUMPTION, False, ts, device_id=cab)]
     return []
