@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, HTTPException, Request, status
@@ -17,7 +17,8 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def pool(request: Request) -> AsyncConnectionPool:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    the_pool: AsyncConnectionPool = request.app.state.pool
+    return the_pool
 
 
 async def connection(request: Request) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -61,7 +62,7 @@ def device_types_visible(p: Principal) -> list[str]:
     return []
 
 
-def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+def require_roles(*roles: Role) -> Any:
     """A dependency refusing (403) any role not listed."""
 
     async def check(p: PrincipalDep) -> Principal:

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -74,7 +75,7 @@ class RegistryCache:
             self._conn = psycopg.connect(self._url, autocommit=True)
         return self._conn
 
-    def _query(self, sql: str, params: tuple[str, str] | None = None) -> list[tuple]:  # type: ignore[type-arg]
+    def _query(self, sql: str, params: tuple[str, str] | None = None) -> list[tuple[Any, ...]]:
         """Run a registry query, reconnecting once when the connection was lost."""
         for attempt in (1, 2):
             try:
@@ -96,7 +97,7 @@ class RegistryCache:
             self._listening.wait(10)
         return self._load(self._query(_QUERY))
 
-    def _load(self, rows: list[tuple]) -> int:  # type: ignore[type-arg]
+    def _load(self, rows: list[tuple[Any, ...]]) -> int:
         self._known = {(r[0], r[1]): KnownDevice(r[2], r[3], r[4]) for r in rows}
         self._misses = {}
         return len(self._known)

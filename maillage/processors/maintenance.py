@@ -62,7 +62,7 @@ class Maintenance:
         while not stop.is_set():
             try:
                 if conn is None or conn.closed:
-                    conn = await asyncio.to_thread(psycopg.connect, self.database_url, autocommit=True)
+                    conn = await asyncio.to_thread(_connect, self.database_url)
                 await asyncio.to_thread(self.tick, conn)
             except psycopg.Error as exc:
                 log.warning("maintenance pass failed, retrying: %s", exc)
@@ -75,3 +75,8 @@ class Maintenance:
                 pass
         if conn is not None:
             conn.close()
+
+
+def _connect(url: str) -> psycopg.Connection:
+    """An autocommit connection (the refresh runs its own transactions; VACUUM needs none)."""
+    return psycopg.connect(url, autocommit=True)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from maillage.errors import StackError
 from maillage.topics import device_prefix
@@ -113,11 +115,11 @@ def _connects(host: str, port: int, username: str, password: str) -> bool:
     """True when the broker accepts these credentials (MQTT CONNECT only)."""
     done = threading.Event()
     result: list[bool] = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maillage-probe-{secrets.token_hex(4)}",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"maillage-probe-{secrets.token_hex(4)}",
                          protocol=mqtt.MQTTv311)
     client.username_pw_set(username, password)
 
-    def on_connect(c: mqtt.Client, u: object, f: object, rc: mqtt.ReasonCode, p: object) -> None:
+    def on_connect(c: mqtt.Client, u: object, f: object, rc: ReasonCode, p: object) -> None:
         result.append(not rc.is_failure)
         done.set()
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from maillage.errors import StackError
 
@@ -32,7 +33,7 @@ class DynsecClient:
 
     def __init__(self, host: str, port: int, username: str, password: str, timeout_s: float = 30) -> None:
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"maillage-dynsec-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv311,
         )

@@ -28,7 +28,7 @@ from maillage.simulators.anomalies import (
 from maillage.simulators.base import DeviceEvent, DeviceModel, MeterReading, Output
 from maillage.simulators.care import CareDeviceModel, HomeLife
 from maillage.simulators.meters import MeterModel
-from maillage.simulators.scenario import Scenario
+from maillage.simulators.scenario import MeterFormat, Scenario
 from maillage.simulators.streetlights import (
     CabinetModel,
     CommandError,
@@ -39,7 +39,7 @@ from maillage.simulators.streetlights import (
     Street,
     parse_command,
 )
-from maillage.simulators.territory import CARE_ROOMS, MeterFormat, Territory, build_territory
+from maillage.simulators.territory import CARE_ROOMS, Territory, build_territory
 
 PLAN_AHEAD_DAYS = 2  # anomalies are drawn this many simulated days before they start
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from maillage.registry.models import DeviceCredentials
 from maillage.simulators.engine import Publication
@@ -135,7 +136,7 @@ class MqttSink:
             self._sessions[device_id] = _Session(self._client(c), c)
 
     def _client(self, c: DeviceCredentials) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.mqtt_username,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=c.mqtt_username,
                              protocol=mqtt.MQTTv311, clean_session=True)
         client.username_pw_set(c.mqtt_username, c.mqtt_password)
         client.will_set(f"{c.topic_prefix}status", b"offline", qos=1, retain=True)

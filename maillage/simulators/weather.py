@@ -102,10 +102,10 @@ def illuminance_lux(seed: int, lat: float, lon: float, t: datetime) -> float:
     elev = sun_elevation(lat, lon, t)
     cloud = cloudiness(seed, (t + timedelta(hours=lon / 15)).toordinal())
     if elev > 0:
-        lux = 128_000 * math.sin(math.radians(elev)) ** 1.15 + 400
+        lux = 128_000 * math.pow(math.sin(math.radians(elev)), 1.15) + 400
     elif elev > -6:
         # Civil twilight: from ~400 lx at sunset down to ~3 lx.
-        lux = 400 * 10 ** (elev / 2.5)
+        lux = 400 * math.pow(10.0, elev / 2.5)
     else:
         lux = 0.05
     return lux * (1 - 0.75 * cloud)

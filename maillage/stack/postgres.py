@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 from pathlib import Path
+from typing import TypedDict
 
 from maillage.errors import StackError
 from maillage.stack.process import ManagedProcess, wait_for_port
@@ -36,7 +37,13 @@ def _system_user() -> str | None:
     return PG_USER
 
 
-def _as_user(user: str | None) -> dict[str, object]:
+class _UserArgs(TypedDict, total=False):
+    user: str
+    group: int
+    extra_groups: list[int]
+
+
+def _as_user(user: str | None) -> _UserArgs:
     """subprocess keyword arguments that drop to `user` with its own group and no others."""
     if user is None:
         return {}

@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import PlainTextResponse
 
 from maillage.api.deps import PrincipalDep, require_roles
-from maillage.db.readings import query_area, query_readings, rows_to_csv
 from maillage.db.grains import Bucket, Level
+from maillage.db.readings import query_area, query_readings, rows_to_csv
 from maillage.registry.models import Role
 
 router = APIRouter(prefix="/v1/areas", tags=["readings"])

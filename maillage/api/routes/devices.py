@@ -89,5 +89,5 @@ async def create_device(spec: DeviceSpec, request: Request, p: PrincipalDep,
     if target is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "pass ?tenant= (all-tenants token)")
     register = request.app.state.register_devices
-    creds = await asyncio.to_thread(register, target, [spec])
-    return creds[0]  # type: ignore[no-any-return]
+    creds: list[DeviceCredentials] = await asyncio.to_thread(register, target, [spec])
+    return creds[0]
