@@ -35,6 +35,7 @@ CABINET_MARGIN = 0.2  # cable losses (a few %, NF C 17-200 allows 3-5 % drop) an
 CABINET_MARGIN_W = 20.0  # the cabinet's own clock, modem and contactor coils
 CABINET_HOLD_S = 300
 CABINET_RUN = 3
+STALE_CAP_US = 3_600 * US  # lamps reporting less often than hourly do not delay the cabinet rule
 BURN_WINDOW_S = 86_400
 BURN_SLACK_H = 2.0  # a day's growth may exceed the day by this much (clock corrections)
 # Rated life (h) per lamp technology, upper end of manufacturers' figures (B50 / L70).
@@ -200,15 +201,24 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
     g = memory.get("cab")
     if g is None:
         g = memory["cab"] = {"pw": {}, "sum": 0.0, "lv": {}, "n": {"off": 0, "dim": 0, "full": 0},
-                             "dx": {}, "cr": 0, "cs": 0, "co": False, "ok": 0}
+                             "dx": {}, "cr": 0, "cs": 0, "co": False, "ok": 0, "lt": {},
+                             "lc": 0, "gap": 0}
     if device.type == "lighting_cabinet":
         return _cabinet(device, g, env)
     v = env.values
     lamp = device.device_id
     power = v.get("lamp_power_w")
+    ts = env.ts_us
     if power is not None:
-        g["sum"] += power - g["pw"].get(lamp, 0.0)
+        old_power = g["pw"].get(lamp)
+        if old_power is None or abs(power - old_power) > max(2.0, 0.05 * old_power):
+            g["lc"] = ts  # the street is switching: the sum is stale until every lamp reported
+        g["sum"] += power - (old_power or 0.0)
         g["pw"][lamp] = power
+        last = g["lt"].get(lamp)
+        if last is not None and 0 < ts - last <= STALE_CAP_US:
+            g["gap"] = max(g["gap"], ts - last)  # the longest reporting interval of a lamp
+        g["lt"][lamp] = ts
     level = _lamp_level(v)
     old = g["lv"].get(lamp)
     if old != level:
@@ -260,6 +270,8 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
     if p is None or (expected and len(g["pw"]) < int(expected)) or not g["pw"]:
         return []
     ts = env.ts_us
+    if ts - g["lc"] < g["gap"]:  # a lamp may not have reported since the street last switched
+        return []
     lamps = max(g["sum"], 0.0)
     threshold = lamps * (1.0 + CABINET_MARGIN) + CABINET_MARGIN_W
     cab = device.device_id

@@ -62,9 +62,10 @@ def lamp_values(level: float, hours: float) -> dict[str, float]:
 
 
 def street(days: float, override: Override | None = None, *, lamps: list[str] = LAMPS,
-           cabinet_ratio: Callable[[int], float] | None = None,
-           boost_every_s: int = 0) -> Iterator[tuple[DeviceInfo, Envelope]]:
-    """Every minute, each lamp then the cabinet report (cabinet = sum of its lamps' power)."""
+           cabinet_ratio: Callable[[int], float] | None = None, boost_every_s: int = 0,
+           lamp_every: int = 1, cabinet_every: int = 1) -> Iterator[tuple[DeviceInfo, Envelope]]:
+    """Lamps report every `lamp_every` minutes (staggered), the cabinet every `cabinet_every`
+    minutes what its lamps draw at that moment."""
     hours = {lamp: 20_000.0 for lamp in lamps}
     infos = {lamp: lamp_info(lamp) for lamp in lamps}
     for minute in range(int(days * DAY_S / 60)):
@@ -81,9 +82,13 @@ def street(days: float, override: Override | None = None, *, lamps: list[str] = 
             if values["lamp_power_w"] > 0:
                 hours[lamp] += 1 / 60
             total += values["lamp_power_w"]
+            if (minute + 3 * i) % lamp_every:
+                continue
             ts = T0 + s * S
             yield infos[lamp], Envelope.trusted("t", lamp, "reading", ts, ts, SourceFormat.JSON,
                                                 values, attrs)
+        if minute % cabinet_every:
+            continue
         s = minute * 60 + 40
         ratio = cabinet_ratio(s) if cabinet_ratio is not None else 1.0
         values = {"active_power_w": round(total * ratio, 1), "voltage_l1_v": 231.0,
@@ -133,10 +138,14 @@ def daylight(day: int) -> tuple[int, int]:
 
 # -- quiet -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("boost_every_s", [0, 1_800])
-def test_quiet_on_normal_days_and_nights(boost_every_s: int) -> None:
-    """Three days of switching, night dimming and presence boosts: not a single finding."""
-    assert run(street(3, boost_every_s=boost_every_s)) == []
+@pytest.mark.parametrize(("boost_every_s", "lamp_every", "cabinet_every"),
+                         [(0, 1, 1), (1_800, 1, 1), (0, 15, 5), (0, 10, 10)])
+def test_quiet_on_normal_days_and_nights(boost_every_s: int, lamp_every: int,
+                                         cabinet_every: int) -> None:
+    """Three days of switching, night dimming and presence boosts, lamps reporting every minute
+    or every quarter of an hour: not a single finding (the cabinet waits for fresh lamps)."""
+    assert run(street(3, boost_every_s=boost_every_s, lamp_every=lamp_every,
+                      cabinet_every=cabinet_every)) == []
 
 
 def test_daylight_window_leaves_civil_twilight_to_the_lamps() -> None:
@@ -262,15 +271,17 @@ def test_dimming_not_applied_against_dimmed_peers() -> None:
 
 # -- cabinet ---------------------------------------------------------------------------------------
 
-def test_cabinet_overconsumption_named_on_the_cabinet() -> None:
+@pytest.mark.parametrize(("lamp_every", "cabinet_every", "late_min"), [(1, 1, 3), (15, 5, 30)])
+def test_cabinet_overconsumption_named_on_the_cabinet(lamp_every: int, cabinet_every: int,
+                                                      late_min: int) -> None:
     at = 14 * 3600
-    found = run(street(1.7, cabinet_ratio=lambda s: 1.5 if s >= at and s < DAY_S + 12 * 3600
-                       else 1.0))
+    found = run(street(1.8, cabinet_ratio=lambda s: 1.5 if s >= at and s < DAY_S + 12 * 3600
+                       else 1.0, lamp_every=lamp_every, cabinet_every=cabinet_every))
     spans_ = spans(found, Kind.CABINET_OVERCONSUMPTION)
     assert set(spans_) == {"c1"}
     (start, stop), = spans_["c1"]
     first_dark = next(m for m in range(at // 60, DAY_S // 60) if dark(m)) * 60
-    assert first_dark <= start <= first_dark + 180
+    assert first_dark <= start <= first_dark + late_min * 60
     assert stop is not None and stop > DAY_S + 12 * 3600  # closed once lit and consistent again
     ev = next(f for _, f in found if f.kind == Kind.CABINET_OVERCONSUMPTION).evidence
     assert ev["cabinet_power_w"] > ev["threshold_w"] > ev["lamps_power_w"]
