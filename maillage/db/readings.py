@@ -1,4 +1,5 @@
-"""Readings: the fast idempotent writer, raw and bucketed queries per device and per area, CSV."""
+"""Readings: the idempotent move from staging into `readings`, raw and bucketed queries per device
+and per area, CSV (the storage processor's writer is `db.writer`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from psycopg import sql
 from maillage.db import rollups
 from maillage.vocabulary import KNOWN, is_valid_name
 
-ReadingRow = tuple[int, int, datetime, float, datetime, int | None]
-"""(device_pk, metric_id, ts, value, received_at, seq)."""
-
 STAGE = "readings_stage"
 """The one staging table of readings (temporary, per connection), for COPY then `write_staged`."""
 _STAGE_DDL = (
@@ -25,7 +23,6 @@ _STAGE_DDL = (
     "ts timestamptz, value double precision, received_at timestamptz, seq bigint) "
     "ON COMMIT DELETE ROWS"
 )
-_STAGE_TYPES = ["int8", "int2", "timestamptz", "float8", "timestamptz", "int8"]
 
 # One statement: empty the stage, keep the first value received per key (in the batch, then
 # against the table), and queue the buckets of the rows actually inserted (duplicates change
@@ -68,20 +65,6 @@ def create_stage(conn: psycopg.Connection) -> str:
     """Make sure this connection has the staging table (emptied at commit); return its name."""
     conn.execute(_STAGE_DDL)
     return STAGE
-
-
-def insert_readings(conn: psycopg.Connection, *, rows: Iterable[ReadingRow]) -> int:
-    """COPY rows into staging, insert the new ones (first value wins), queue their rollups."""
-    with conn.transaction():
-        create_stage(conn)
-        with conn.cursor() as cur, cur.copy(
-            f"COPY {STAGE} (device_pk, metric_id, ts, value, received_at, seq) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for row in rows:
-                copy.write_row(row)
-        return write_staged(conn, staging_table=STAGE)
 
 
 def write_staged(conn: psycopg.Connection, *, staging_table: str) -> int:

@@ -1,9 +1,12 @@
-"""Factories for the storage tests: uuid-named tenants and devices, and a reading writer."""
+"""Factories for the storage tests: uuid-named tenants and devices, and a reading writer.
+
+Readings are written through the storage processor's own path (`db.writer.write_readings`).
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -11,9 +14,31 @@ import psycopg
 import pytest
 
 from maillage.db import rollups
-from maillage.db.readings import insert_readings, metric_ids
+from maillage.db.writer import DeviceIds, LastSeen, Message, MetricIds, write_readings
+from maillage.envelope import to_us
 
 Points = Sequence[tuple[datetime, float]]
+Row = tuple[int, str, datetime, float, datetime, int | None]
+"""(device pk, metric name, ts, value, received_at, seq)."""
+
+
+def write_rows(conn: psycopg.Connection, rows: Iterable[Row]) -> int:
+    """Store rows as the storage processor does (one message per row); returns rows new."""
+    rows = list(rows)
+    pks = sorted({r[0] for r in rows})
+    names = dict(((pk, (t, d)) for pk, t, d in conn.execute(
+        "SELECT pk, tenant_id, device_id FROM devices WHERE pk = ANY (%s)", (pks,))))
+    msgs: list[Message] = [(*names[pk], to_us(ts), to_us(rx), seq, {metric: value})
+                           for pk, metric, ts, value, rx, seq in rows]
+    with conn.transaction():
+        inserted, _ = write_readings(conn, msgs, DeviceIds(), MetricIds(), LastSeen())
+    return inserted
+
+
+@pytest.fixture
+def write() -> Callable[[psycopg.Connection, Iterable[Row]], int]:
+    """`write(conn, rows)`: rows through the production writer (see `write_rows`)."""
+    return write_rows
 
 
 @pytest.fixture
@@ -60,9 +85,8 @@ def put(conn: psycopg.Connection) -> Callable[..., int]:
     """Insert (ts, value) points of one metric of a device; returns rows inserted."""
 
     def write(pk: int, metric: str, points: Points, received_at: datetime | None = None) -> int:
-        mid = metric_ids(conn, [metric])[metric]
         rx = received_at or datetime.now(UTC)
-        return insert_readings(conn, rows=[(pk, mid, ts, v, rx, None) for ts, v in points])
+        return write_rows(conn, [(pk, metric, ts, v, rx, None) for ts, v in points])
 
     return write
 

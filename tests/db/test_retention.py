@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -11,7 +11,7 @@ import pytest
 from maillage.db import rollups
 from maillage.db.migrate import migrate
 from maillage.db.partitions import ensure_partitions, partitions
-from maillage.db.readings import insert_readings, metric_ids, query_readings
+from maillage.db.readings import query_readings
 from maillage.db.retention import apply_retention, retention, set_retention
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -37,9 +37,14 @@ def _device(conn: psycopg.Connection, tenant: str, device: str, type: str = "met
     return int(row[0])
 
 
-def _put(conn: psycopg.Connection, pk: int, times: list[datetime]) -> None:
-    mid = metric_ids(conn, [E])[E]
-    insert_readings(conn, rows=[(pk, mid, ts, 1000.0 * i, ts, None) for i, ts in enumerate(times)])
+@pytest.fixture
+def put_times(own: psycopg.Connection, write: Callable[..., int]) -> Callable[[int, list[datetime]], None]:
+    """`put_times(pk, times)`: index readings at these times, each received when measured."""
+
+    def put(pk: int, times: list[datetime]) -> None:
+        write(own, [(pk, E, ts, 1000.0 * i, ts, None) for i, ts in enumerate(times)])
+
+    return put
 
 
 def _count(conn: psycopg.Connection, table: str, pk: int) -> int:
@@ -48,11 +53,13 @@ def _count(conn: psycopg.Connection, table: str, pk: int) -> int:
     return int(row[0])
 
 
-def test_partitions_ahead_and_rows_moved_out_of_default(own: psycopg.Connection) -> None:
+def test_partitions_ahead_and_rows_moved_out_of_default(
+    own: psycopg.Connection, put_times: Callable[[int, list[datetime]], None],
+) -> None:
     """Readings of a month without partition wait in DEFAULT, then move into their partition."""
     pk = _device(own, "far", "m1")
     future = datetime(2031, 5, 10, tzinfo=UTC)
-    _put(own, pk, [future, future + timedelta(hours=1)])
+    put_times(pk, [future, future + timedelta(hours=1)])
     assert own.execute("SELECT count(*) FROM readings_default").fetchone() == (2,)
     assert ensure_partitions(own, future) == 3 * 5  # Apr..Aug 2031, for three tables
     assert ensure_partitions(own, future) == 0
@@ -64,7 +71,9 @@ def test_partitions_ahead_and_rows_moved_out_of_default(own: psycopg.Connection)
     assert [r["value"] for r in rows] == [1000.0, 0.0]
 
 
-def test_retention_per_tenant_and_kind(own: psycopg.Connection) -> None:
+def test_retention_per_tenant_and_kind(
+    own: psycopg.Connection, put_times: Callable[[int, list[datetime]], None],
+) -> None:
     """A tenant keeping raw data 30 days loses it sooner; care data goes sooner; rollups stay."""
     short, long_ = _device(own, "short", "m1"), _device(own, "long", "m1")
     care = _device(own, "long", "bed1", type="care_bed")
@@ -74,7 +83,7 @@ def test_retention_per_tenant_and_kind(own: psycopg.Connection) -> None:
     old = [NOW - timedelta(days=200, hours=h) for h in range(3)]
     recent = [NOW - timedelta(days=2, hours=h) for h in range(3)]
     for pk in (short, long_, care):
-        _put(own, pk, sorted(old + recent))
+        put_times(pk, sorted(old + recent))
     own.execute("INSERT INTO events (device_pk, ts, event, received_at) VALUES "
                 "(%s, %s, 'fall', %s), (%s, %s, 'tamper', %s)",
                 (care, old[0], old[0], long_, old[0], old[0]))
@@ -92,17 +101,17 @@ def test_retention_per_tenant_and_kind(own: psycopg.Connection) -> None:
 
     # A late reading inside a bucket whose raw data is gone leaves its rollups alone.
     day = query_readings(own, device_pk=short, metric=E, bucket="1d", tz="UTC")
-    _put(own, short, [old[1] + timedelta(minutes=5)])
+    put_times(short, [old[1] + timedelta(minutes=5)])
     assert query_readings(own, device_pk=short, metric=E, bucket="1d", tz="UTC") == day
 
 
 def test_whole_partitions_dropped_when_past_retention_for_everyone(
-    own: psycopg.Connection,
+    own: psycopg.Connection, put_times: Callable[[int, list[datetime]], None],
 ) -> None:
     """When every tenant (and the default) is past a month, its partition is dropped."""
     pk = _device(own, "solo", "m1")
     old = datetime(2025, 2, 10, tzinfo=UTC)  # inside readings_202502, made by the migration
-    _put(own, pk, [old, NOW - timedelta(days=1)])
+    put_times(pk, [old, NOW - timedelta(days=1)])
     for kind in ("raw", "care_raw"):
         set_retention(own, tenant=None, kind=kind, keep=timedelta(days=365))
     done = apply_retention(own, NOW)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from maillage.db import rollups
-from maillage.db.readings import insert_readings, metric_ids, query_area, write_staged
+from maillage.db.readings import metric_ids, query_area, write_staged
 
 E = "energy_import_wh"
 T0 = datetime(2025, 12, 1, tzinfo=UTC)
@@ -21,16 +21,16 @@ def _queued(conn: psycopg.Connection, pk: int) -> int:
 
 def test_first_value_received_wins(
     conn: psycopg.Connection, make_tenant: Callable[..., str], make_device: Callable[..., int],
+    write: Callable[..., int],
 ) -> None:
     """Within a batch the earliest receive time wins; later batches never overwrite."""
     pk = make_device(make_tenant())
-    mid = metric_ids(conn, [E])[E]
     rx = T0 + timedelta(hours=1)
-    batch = [(pk, mid, T0, 2.0, rx + timedelta(seconds=5), 2), (pk, mid, T0, 1.0, rx, 1),
-             (pk, mid, T0 + timedelta(minutes=1), 3.0, rx, 3)]
-    assert insert_readings(conn, rows=batch) == 2
+    batch = [(pk, E, T0, 2.0, rx + timedelta(seconds=5), 2), (pk, E, T0, 1.0, rx, 1),
+             (pk, E, T0 + timedelta(minutes=1), 3.0, rx, 3)]
+    assert write(conn, batch) == 2
     assert _queued(conn, pk) == 1  # two readings, one bucket, one queue row
-    assert insert_readings(conn, rows=[(pk, mid, T0, 9.0, rx, None)]) == 0
+    assert write(conn, [(pk, E, T0, 9.0, rx, None)]) == 0
     assert _queued(conn, pk) == 1  # a duplicate changes nothing, so it queues nothing
     values = conn.execute("SELECT value, seq FROM readings WHERE device_pk = %s ORDER BY ts",
                           (pk,)).fetchall()
