@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import maillage
 from maillage.ingest.registry_cache import KnownDevice, RegistryCache
 from maillage.ingest.validate import Ingest
 
@@ -45,6 +46,7 @@ class Message:
 
 def corpus(n: int, seed: int = 11) -> tuple[list[Message], dict[tuple[str, str], KnownDevice]]:
     """`n` messages drawn from the mix by share, and their devices (for `RegistryCache.in_memory`)."""
+    # bench/ sits above ingest/: this script belongs there (tests/test_architecture.py KNOWN_EDGES).
     from maillage.bench.fleet import build_mix, stamp
 
     mix = build_mix()
@@ -118,8 +120,6 @@ def instructions(messages: list[Message], devices: dict[tuple[str, str], KnownDe
 def _callgrind(saved: str, kind: str, passes: int) -> int:
     """Instructions of a run of `passes` passes over one kind of the saved corpus, by the same
     `maillage` tree as this process (not necessarily the installed one)."""
-    import maillage
-
     root = str(Path(maillage.__file__).parent.parent)
     argv = ["hotpath_bench", "--replay", saved, "--kind", kind, "--passes", str(passes)]
     boot = (f"import sys, runpy; sys.path.insert(0, {root!r}); sys.meta_path[:] = [f for f in "

