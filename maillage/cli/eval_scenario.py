@@ -42,13 +42,14 @@ def render(report: dict[str, Any], console: Console) -> None:
         f"grace {_dur(report['grace_s'])} after a label's end")
     table = Table(title="Labelled kinds (target: recall ≥ 95 %, precision ≥ 90 %)")
     for col in ("kind", "detected as", "labels", "matched", "recall", "detections", "right",
-                "precision", "delay p50", "delay p95", "pass"):
+                "precision", "open at end", "delay p50", "delay p95", "pass"):
         table.add_column(col, justify="left" if col in ("kind", "detected as") else "right")
     for row in report["kinds"]:
         table.add_row(
             row["kind"], ", ".join(k for k in row["detector_kinds"] if k != row["kind"]) or "=",
             str(row["labels"]), str(row["matched"]), _pct(row["recall"]), str(row["detections"]),
-            str(row["right"]), _pct(row["precision"]), _dur(row["delay_s"]["p50"]),
+            str(row["right"]), _pct(row["precision"]), str(row["open_at_end"]),
+            _dur(row["delay_s"]["p50"]),
             _dur(row["delay_s"]["p95"]), "[green]yes[/]" if row["pass"] else "[red]no[/]")
     console.print(table)
     if report["unlabelled"]:

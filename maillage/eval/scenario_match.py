@@ -5,7 +5,8 @@ The matching rule (also in docs/detection.md, "Scenario evaluation"):
 - A label names a device, a kind and a window [start, end). A detection is one anomaly the
   stage raised (one anomaly id); its span runs from the earlier of its start and the simulated
   moment it was raised to the later of its end and the moment it was closed (the run's end
-  while still open).
+  while still open; the moment it was raised for a fall or a panic button, which a person
+  closes, not a rule).
 - A detection of kind K on device D matches a label of kind L on device E when K is a detector
   kind of L (`DETECTOR_KINDS`: the same name, except `sensor_offline` -> `device_offline` or
   `group_offline`), D is in E's scope (E itself; the device that stands for E's group in the
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maillage.envelope import from_us
+from maillage.processors.detection.model import IMMEDIATE_KINDS
 
 DETECTOR_KINDS: dict[str, tuple[str, ...]] = {"sensor_offline": ("device_offline", "group_offline")}
 """Label kind -> the detector kinds that find it, where the names differ."""
@@ -76,8 +78,10 @@ class Detection:
 
     def span(self, run_end_us: int) -> tuple[int, int]:
         """[first, last] microsecond the anomaly covers, as the matching rule reads it."""
-        if self.end_us is None:  # still open when the run ended
-            return min(self.start_us, self.raised_us), run_end_us
+        if self.end_us is None:
+            if self.kind in IMMEDIATE_KINDS:  # a person ends it, not the data: it is an instant
+                return min(self.start_us, self.raised_us), self.raised_us
+            return min(self.start_us, self.raised_us), run_end_us  # still open at the run's end
         last = max(self.end_us, self.raised_us,
                    self.closed_us if self.closed_us is not None else self.end_us)
         return min(self.start_us, self.raised_us), last
@@ -136,6 +140,7 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
     index = {id(lb): i for i, lb in enumerate(labels)}
     right: dict[str, int] = Counter()
     by_kind: dict[str, int] = Counter()
+    still_open: dict[str, int] = Counter()
     false_pos: dict[str, list[Detection]] = defaultdict(list)
     fp_overlaps: dict[str, Counter[str]] = defaultdict(Counter)
     unlabelled: dict[str, dict[str, Any]] = {}
@@ -153,6 +158,8 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
                 row["by_label_kind"].update({lb.kind for lb in near})
             continue
         by_kind[det.kind] += 1
+        if det.end_us is None and det.kind not in IMMEDIATE_KINDS:
+            still_open[det.kind] += 1
         ok = False
         for lb in near:
             if lb.kind in finds[det.kind]:
@@ -184,6 +191,7 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
         rows.append({
             "kind": lk, "detector_kinds": list(dks), "labels": len(own), "matched": len(matched),
             "recall": recall, "detections": n_det, "right": n_right, "precision": precision,
+            "open_at_end": sum(still_open[k] for k in dks),
             "delay_s": {"p50": percentile(delays, 50), "p95": percentile(delays, 95)},
             "pass": bool(own) and recall is not None and recall >= TARGET_RECALL
             and precision is not None and precision >= TARGET_PRECISION,

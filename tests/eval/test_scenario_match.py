@@ -158,3 +158,14 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([], 50) is None
     assert percentile([5.0, 1.0, 3.0, 2.0], 50) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 95) == 95.0
+
+
+def test_fall_left_open_is_an_instant_not_a_window() -> None:
+    """A fall is closed by a person, not a rule: left open, it does not find the next fall."""
+    labels = [_label("btn", "fall", 1000, 2000), _label("btn", "fall", 50_000, 51_000)]
+    report = _score(labels, [_det("btn", "fall", 1000, None)])
+    fall = _row(report, "fall")
+    assert (fall["matched"], fall["right"], fall["open_at_end"]) == (1, 1, 0)
+    assert fall["missed"][0]["start"] == "2026-01-05T13:53:20Z"
+    spike = _row(_score([_label("mtr", "spike", 0, 60)], [_det("mtr", "spike", 0, None)]), "spike")
+    assert spike["open_at_end"] == 1
