@@ -206,7 +206,11 @@ def processor_detection(
         rules: Annotated[str | None, typer.Option(
             envvar="MAILLAGE_DETECTION_RULES",
             help="Comma-separated rule modules instead of the built-in ones (experiments, tests).")] = None,
-        silent: Annotated[bool, typer.Option(help="Also run the silent-device job.")] = True) -> None:
+        silent: Annotated[bool, typer.Option(help="Also run the silent-device job.")] = True,
+        checkpoint_s: Annotated[float, typer.Option(
+            envvar="MAILLAGE_DETECTION_CHECKPOINT_S",
+            help="Seconds between checkpoints of states and offsets (a crash replays at most this).")] = 5.0,
+) -> None:
     """Run the detection processor (Kafka -> anomalies, outbox relay -> maillage.anomalies)."""
     from maillage.processors.detection.engine import Engine, load_tables
     from maillage.processors.detection.processor import GROUP, TOPICS, DetectionSink
@@ -219,7 +223,7 @@ def processor_detection(
     if rules:
         t = load_tables([m.strip() for m in rules.split(",") if m.strip()])
         engine = Engine(t.rules, t.group_rules, quality=t.quality, on_rejected=t.on_rejected)
-    sink = DetectionSink(db_url, engine)
+    sink = DetectionSink(db_url, engine, checkpoint_s=checkpoint_s)
     runner = Runner(bootstrap=bootstrap, topics=TOPICS, group_id=GROUP, sink=sink, flush_ms=20)
     try:
         _serve(lambda stop: _detection(runner, db_url, bootstrap, stop, silent), "detection")

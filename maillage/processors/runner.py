@@ -33,6 +33,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 log = logging.getLogger(__name__)
 
 _WAITING_POLL_MS = 5
+_IDLE_S = 1.0  # a SeekingSink's `idle` hook runs at most this often
 
 
 class Sink(Protocol):
@@ -73,6 +74,9 @@ class SeekingSink(Sink, Protocol):
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Partitions are about to go (or the runner stops)."""
+
+    def idle(self, partitions: list[TopicPartition]) -> None:
+        """Nothing arrived for a while: a chance to checkpoint what is kept apart."""
 
 
 class _Checkpointer(ConsumerRebalanceListener):
@@ -194,7 +198,7 @@ class Runner:
         self._consumer = consumer
         consumer.subscribe(self.topics, listener=_Checkpointer(self))
         await consumer.start()
-        last = time.monotonic()
+        last = idle = time.monotonic()
         try:
             while not stop.is_set():
                 # Records waiting for the writer: look again soon, it may be free by then.
@@ -212,6 +216,9 @@ class Runner:
                 if self._due((now - last) * 1000):
                     await self._rotate()
                     last = now
+                elif not batch and not self._uncommitted and now - idle >= _IDLE_S:
+                    await self.sink_hook("idle", [])
+                    idle = now
             await self.checkpoint()
             await self.sink_hook("revoked", sorted(consumer.assignment()))
         finally:

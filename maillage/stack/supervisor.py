@@ -135,6 +135,9 @@ class Supervisor:
                                        logs / f"storage-{i}.log", env=env))
         self._child(ManagedProcess("maintenance", _maillage("processor", "maintenance", *dd),
                                    logs / "maintenance.log", env=env))
+        # One detection process: group rules need a dwelling's or cabinet's devices together.
+        self._child(ManagedProcess("detection", _maillage("processor", "detection", *dd),
+                                   logs / "detection.log", env=env))
         for i in range(s.gateway_processes):
             self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
                                        logs / f"gateway-{i}.log", env=env))

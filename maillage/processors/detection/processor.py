@@ -121,6 +121,11 @@ class DetectionSink:
         """Checkpoint before the partitions go to another process."""
         self.write(Batch(force=True))
 
+    def idle(self, partitions: list[TopicPartition]) -> None:
+        """A quiet stream still gets its checkpoint once `checkpoint_s` passed."""
+        if self._next:
+            self.write(Batch())
+
     # -- one batch --------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> None:
