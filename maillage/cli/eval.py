@@ -1,4 +1,4 @@
-"""`maillage eval …`: how well the detectors do on labelled data (NAB here; `scenario` elsewhere)."""
+"""`maillage eval …`: how well the detectors do on labelled data (`nab` here, `scenario` beside)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from maillage.cli.common import clean_errors, print_json
+from maillage.cli.eval_scenario import scenario
 from maillage.errors import MaillageError
 from maillage.eval.nab import DetectorFactory, ProfileScore, Series
 from maillage.logs import setup_logging
@@ -84,3 +85,6 @@ def nab(data: Annotated[Path, typer.Option(
         print_json(doc)
     else:
         _table(doc)
+
+
+eval_app.command("scenario")(scenario)  # its options, table and JSON live in eval_scenario.py

@@ -125,3 +125,10 @@ def test_not_a_nab_folder(tmp_path: Path, folder: Path, jump_detector: None) -> 
     assert result.exit_code == 1
     assert "no entry for catB/extra.csv" in result.output
     assert not out.exists()
+
+
+def test_eval_group_has_nab_and_scenario() -> None:
+    """Both evaluation commands hang off `maillage eval`."""
+    result = CliRunner().invoke(app, ["eval", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "nab" in result.output and "scenario" in result.output
