@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from maillage.envelope import Envelope
-from maillage.processors.detection.model import DeviceInfo, Finding, Kind, Memory, Rule, Severity
+from maillage.processors.detection.model import DeviceInfo, Finding, Kind, Memory, Rule
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,12 @@ V_LOW, V_HIGH = NOMINAL_V * 0.9, NOMINAL_V * 1.1  # EN 50160: Un ±10 %
 VOLTAGES = ("voltage_v", "voltage_l1_v", "voltage_l2_v", "voltage_l3_v")
 BREAKER_TRIP = 1.45  # IEC 60898 conventional tripping current I2 = 1.45 In: no sustained load above
 AGGREGATION_S = 600  # IEC 61000-4-30 / EN 50160 10-minute aggregation interval
-SPIKE_FACTOR = 1.4  # far above the meter's own learned peak
+SPIKE_FACTOR = 1.4  # far above the meter's own learned peak...
+APPLIANCE_W = 2_500.0  # ...and more than one large appliance (kettle, oven: 2-3 kW) above it
 WARMUP_S = 86_400  # a full day before learned levels are trusted
 PEAK_TAU_S = 30 * 86_400  # the learned peak forgets in about a month
 NIGHT_BUCKETS = frozenset({46, 47, *range(12)})  # 23:00-06:00 local, half-hour buckets
+NIGHT_MIN_W = 600.0  # a colder night draws a few hundred W more on electric heating
 NIGHT_HOLD_S = 1_800  # night excess sustained this long (appliance cycles are minutes)
 LEVEL_TAU_S = 900.0  # short-term level: 15-minute EWMA
 BUCKET_ALPHA = 0.25  # half-hour profile: about four nights of memory
@@ -173,7 +175,7 @@ def meter_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fi
         x = m["x"]
         mx = m["mx"]
         if (x is not None or (sub and va > sub)
-                or (mx > 0.0 and p > SPIKE_FACTOR * mx and t - m["t0"] >= WARMUP_S)):
+                or (mx > 0.0 and p > spike_threshold(mx) and t - m["t0"] >= WARMUP_S)):
             in_excursion = _excursion(m, out, ts, t, p, va, float(sub))
         else:
             in_excursion = False
@@ -263,7 +265,7 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
     """Spikes and over-subscription; True while the record is part of an excursion."""
     ratio = va / sub if sub > 0 else 0.0
     learned = m["mx"] > 0 and t - m["t0"] >= WARMUP_S
-    threshold = SPIKE_FACTOR * m["mx"] if learned else 0.0
+    threshold = spike_threshold(m["mx"]) if learned else 0.0
     far = learned and p > threshold
     over = ratio > 1.0
     trip = ratio > BREAKER_TRIP
@@ -280,7 +282,7 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
         return False
     if x is None:
         x = m["x"] = {"s": ts, "k": None, "far": False, "pk": 0.0, "pr": 0.0, "sum": 0.0,
-                      "n": 0, "thr": threshold, "sub": sub}
+                      "n": 0, "thr": threshold, "sub": sub, "mx": m["mx"]}
     x["far"] = x["far"] or far
     x["pk"] = max(x["pk"], p)
     x["pr"] = max(x["pr"], ratio)
@@ -304,11 +306,16 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
     return True
 
 
+def spike_threshold(peak: float) -> float:
+    """Power far above a learned peak: a household may add one more appliance, not a spike."""
+    return max(SPIKE_FACTOR * peak, peak + APPLIANCE_W)
+
+
 def _spike(x: dict[str, Any], start: int) -> Finding:
     """The spike finding of an excursion."""
     thr = x["thr"] or BREAKER_TRIP * x["sub"]
     return Finding(Kind.SPIKE, True, start, score=_score(x["pk"], thr), evidence={
-        "power_w": x["pk"], "learned_peak_w": round(x["thr"] / SPIKE_FACTOR, 1) if x["thr"] else None,
+        "power_w": x["pk"], "learned_peak_w": round(x["mx"], 1) if x["thr"] else None,
         "threshold_w": round(thr, 1), "subscribed_power_va": x["sub"] or None,
         "peak_subscribed_ratio": round(x["pr"], 3) if x["sub"] else None})
 
@@ -348,7 +355,7 @@ def _night(m: dict[str, Any], out: list[Finding], ts: int, lvl: float, ls: int) 
         return
     ref = max(refs)
     dev = max(hd[k % 48] for k in (b - 1, b, b + 1))
-    margin = max(3.0 * dev, 0.3 * ref, 300.0)
+    margin = max(3.0 * dev, 0.3 * ref, NIGHT_MIN_W)
     above = lvl > ref + (margin / 2 if m["no"] else margin)  # hysteresis once open
     if not above:
         if m["no"]:
