@@ -65,7 +65,11 @@ def render(report: dict[str, Any], console: Console) -> None:
             continue
         console.print(f"[bold]{row['kind']}[/]")
         for lb in row["missed"]:
-            console.print(f"  missed {lb['device_id']} {lb['start']} → {lb['end']} {lb['params']}")
+            console.print(f"  missed {lb['device_id']} {lb['start']} → {lb['end']} {lb['params']}"
+                          f" ({lb.get('published_in_window', '?')} messages in the window)")
+        if row.get("missed_silent"):
+            console.print(f"  {row['missed_silent']} missed labels had no message at all in their "
+                          f"window (nothing could show them)")
         for fp in row["false_positives"]:
             console.print(f"  false positive {fp['kind']} on {fp['device_id']} raised "
                           f"{fp['raised']} (start {fp['start']}, end {fp['end']})")

@@ -212,12 +212,14 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
                                for d, m in slots if d in infos]), now_us)
 
     prefix = f"maillage/{sc.tenant}/"
+    published: dict[str, list[int]] = {}
     for pub in sim.publications(until):
         now_us = to_us(pub.at)
         while next_check <= now_us:
             silence(next_check)
             next_check += step_us
         counts["publications"] += 1
+        published.setdefault(pub.device_id, []).append(now_us)
         outcome = ingest.convert(f"{prefix}{pub.device_id}/{pub.channel}", pub.payload, pub.at)
         if outcome.rejection is not None:
             r = outcome.rejection
@@ -240,7 +242,7 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
     scored = score(labels, rec.detections.values(),
                    scope=scopes({d: group_head(info) for d, info in infos.items()}),
                    label_kinds=list(KINDS), run_end_us=end_us, grace_s=opts.grace_s,
-                   examples=opts.examples)
+                   examples=opts.examples, published=published)
     log.info("scenario evaluation: %d publications, %d labels, %d anomalies in %.1f s",
              counts["publications"], len(labels), len(rec.detections), wall_s)
     return {

@@ -27,6 +27,7 @@ The matching rule (also in docs/detection.md, "Scenario evaluation"):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -121,8 +122,12 @@ def _iso(us: int | None) -> str | None:
 
 def score(labels: Iterable[Label], detections: Iterable[Detection], *,
           scope: Mapping[str, frozenset[str]], label_kinds: Iterable[str], run_end_us: int,
-          grace_s: float, examples: int = 5) -> dict[str, Any]:
-    """Per-kind recall, precision and delay, plus the detections of kinds no label has."""
+          grace_s: float, examples: int = 5,
+          published: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
+    """Per-kind recall, precision and delay, plus the detections of kinds no label has.
+
+    `published`: each device's publication times (sorted, µs); a missed label then says how
+    many messages its device sent during its window (none: nothing could show it)."""
     labels = sorted(labels, key=lambda lb: (lb.start_us, lb.device_id, lb.kind))
     dets = sorted(detections, key=lambda d: (d.raised_us, d.device_id, d.kind, d.id))
     grace_us = round(grace_s * 1e6)
@@ -195,7 +200,11 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
             "delay_s": {"p50": percentile(delays, 50), "p95": percentile(delays, 95)},
             "pass": bool(own) and recall is not None and recall >= TARGET_RECALL
             and precision is not None and precision >= TARGET_PRECISION,
-            "missed": [_label_doc(lb) for i, lb in own if i not in first_seen][:examples],
+            "missed": [_label_doc(lb, published) for i, lb in own
+                       if i not in first_seen][:examples],
+            "missed_silent": sum(1 for i, lb in own if i not in first_seen
+                                 and published is not None
+                                 and _count(published, lb) == 0),
             "false_positives": [_det_doc(d) for d in sorted(fps, key=lambda d: d.raised_us)]
             [:examples],
             "false_positives_overlapping": dict(sorted(overl.items())),
@@ -205,9 +214,18 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
     return {"kinds": rows, "unlabelled": extra}
 
 
-def _label_doc(lb: Label) -> dict[str, Any]:
-    return {"device_id": lb.device_id, "start": _iso(lb.start_us), "end": _iso(lb.end_us),
-            "params": dict(lb.params)}
+def _count(published: Mapping[str, list[int]], lb: Label) -> int:
+    """Messages the label's device published during its window."""
+    times = published.get(lb.device_id, [])
+    return bisect.bisect_left(times, lb.end_us) - bisect.bisect_left(times, lb.start_us)
+
+
+def _label_doc(lb: Label, published: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"device_id": lb.device_id, "start": _iso(lb.start_us),
+                           "end": _iso(lb.end_us), "params": dict(lb.params)}
+    if published is not None:
+        doc["published_in_window"] = _count(published, lb)
+    return doc
 
 
 def _det_doc(d: Detection) -> dict[str, Any]:

@@ -169,3 +169,14 @@ def test_fall_left_open_is_an_instant_not_a_window() -> None:
     assert fall["missed"][0]["start"] == "2026-01-05T13:53:20Z"
     spike = _row(_score([_label("mtr", "spike", 0, 60)], [_det("mtr", "spike", 0, None)]), "spike")
     assert spike["open_at_end"] == 1
+
+
+def test_missed_label_says_how_many_messages_could_have_shown_it() -> None:
+    """With the publication times, a missed label carries the count of its device's messages."""
+    labels = [_label("mtr", "spike", 1000, 1200), _label("btn", "fall", 5000, 5100)]
+    published = {"mtr": [T0 + s * S for s in (900, 1000, 1120, 1200)], "btn": [T0 + 4000 * S]}
+    report = score(labels, [], scope=SCOPE, label_kinds=["spike", "fall"], run_end_us=RUN_END,
+                   grace_s=0, published=published)
+    assert _row(report, "spike")["missed"][0]["published_in_window"] == 2
+    assert _row(report, "spike")["missed_silent"] == 0
+    assert _row(report, "fall")["missed_silent"] == 1
