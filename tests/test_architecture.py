@@ -121,7 +121,11 @@ def _imports(path: Path) -> Iterator[tuple[str, int]]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            yield module, node.lineno
+            if module == "maillage":  # `from maillage import topics`: the names are modules
+                for alias in node.names:
+                    yield f"maillage.{alias.name}", node.lineno
+            else:
+                yield module, node.lineno
 
 
 def package_graph(root: Path = PACKAGE) -> dict[tuple[str, str], list[str]]:
