@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     log_json: bool = False
     kafka_kind: Literal["apache", "tansu"] = "tansu"
     """Which Kafka `maillage up` starts when `kafka_bootstrap` is not set (README: why)."""
+    kafka_idempotence: bool | None = None
+    """Idempotent producers; None: on for Apache Kafka, off for Tansu (`state.kafka_idempotence`)."""
     kafka_partitions: int | None = None
     """Partitions of each topic maillage creates; None: see `topic_partitions`."""
     gateway_processes: int = 1

@@ -156,7 +156,9 @@ def _serve(coro_factory, component: str) -> None:  # type: ignore[no-untyped-def
 
 @app.command()
 @clean_errors
-def gateway(instance: Annotated[int, typer.Option(help="Instance number (client id suffix).")] = 0,
+def gateway(instance: Annotated[int | None, typer.Option(
+                help="Instance number, the MQTT client id's suffix (default: this host's name, "
+                "so replicas of a container get distinct ids).")] = None,
             data_dir: DataDir = None) -> None:
     """Run one ingest gateway process (MQTT -> Kafka)."""
     from datetime import timedelta
@@ -165,18 +167,21 @@ def gateway(instance: Annotated[int, typer.Option(help="Instance number (client 
     from maillage.stack.mosquitto import GATEWAY_USER
     from maillage.stack.state import (
         database_url,
+        gateway_client_id,
         kafka_bootstrap,
+        kafka_idempotence,
         mqtt_endpoint,
         mqtt_gateway_password,
     )
 
-    settings = settings_for(data_dir, f"gateway-{instance}")
+    settings = settings_for(data_dir, "gateway" if instance is None else f"gateway-{instance}")
     host, port = mqtt_endpoint(settings)
     config = GatewayConfig(
         mqtt_host=host, mqtt_port=port, mqtt_username=GATEWAY_USER,
         mqtt_password=mqtt_gateway_password(settings), kafka_bootstrap=kafka_bootstrap(settings),
-        database_url=database_url(settings), client_id=f"maillage-gateway-{instance}",
+        database_url=database_url(settings), client_id=gateway_client_id(instance),
         max_future=timedelta(seconds=settings.max_future_s),
+        kafka_idempotence=kafka_idempotence(settings),
     )
     _serve(Gateway(config).run, "gateway")
 

@@ -73,6 +73,8 @@ class GatewayConfig:
     Kafka and one filling stay well under it, so it only bites when Kafka stalls."""
     keep_alive: int = 30
     kafka_batch_bytes: int = 1 << 20
+    kafka_idempotence: bool = False
+    """Ask Kafka for an idempotent producer (a retried batch is never appended twice)."""
     max_future: timedelta = timedelta(minutes=5)
 
 
@@ -298,6 +300,7 @@ class Gateway:
         n = self.registry.load()
         log.info("registry: %d devices", n)
         producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka_bootstrap, acks="all",
+                                    enable_idempotence=cfg.kafka_idempotence,
                                     max_batch_size=cfg.kafka_batch_bytes, request_timeout_ms=30_000)
         await producer.start()
         outbox: Outbox[_Token] = Outbox(producer, {*topics.KIND_TOPIC.values(), topics.DLQ}, self._acked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -84,6 +85,23 @@ def kafka_bootstrap(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     return running_state(settings).kafka_bootstrap
+
+
+def gateway_client_id(instance: int | None) -> str:
+    """The gateway's MQTT client id: stable across restarts (its persistent session resumes) and
+    distinct per replica: the instance number when given, else the host's name (a container's)."""
+    suffix = str(instance) if instance is not None else socket.gethostname()
+    return f"maillage-gateway-{suffix}"
+
+
+def kafka_idempotence(settings: Settings) -> bool:
+    """Whether producers ask Kafka for idempotence: MAILLAGE_KAFKA_IDEMPOTENCE when set, else on
+    for Apache Kafka (external or embedded) and off for the embedded Tansu, which lacks it."""
+    if settings.kafka_idempotence is not None:
+        return settings.kafka_idempotence
+    if settings.kafka_bootstrap:
+        return True
+    return running_state(settings).kafka_kind != "tansu"
 
 
 def _mqtt_url(settings: Settings) -> tuple[str, int, str | None, str | None] | None:
