@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     """External broker with its dynsec admin account, e.g. mqtt://maillage-admin:secret@host:1883."""
     mqtt_gateway_password: str | None = None
+    grafana_db_password: str | None = None
+    """Password `maillage migrate` gives the database role Grafana reads through."""
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    metrics_port: int | None = None
+    """Each gateway and processor serves its own Prometheus /metrics there (docker-compose)."""
+    metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"
     log_json: bool = False
     kafka_kind: Literal["apache", "tansu"] = "tansu"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Annotated
 
+import prometheus_client
 import psycopg
 import typer
 
@@ -14,6 +16,8 @@ from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.config import Settings
+
+log = logging.getLogger(__name__)
 
 app = typer.Typer(help="maillage: IoT data backbone for smart territories.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -96,7 +100,8 @@ def migrate(target: Annotated[str | None, typer.Option(help="Stop at this migrat
     """Apply the database schema migrations."""
     from maillage.db.migrate import migrate as run
 
-    applied = run(_db(settings_for(data_dir)), target=target)
+    settings = settings_for(data_dir)
+    applied = run(_db(settings), target=target, grafana_password=settings.grafana_db_password)
     typer.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -141,8 +146,13 @@ def tokens_create(tenant: Annotated[str, typer.Option(help="Tenant id, or '*' (a
         typer.echo(token)
 
 
-def _serve(coro_factory, component: str) -> None:  # type: ignore[no-untyped-def]
-    """Run an async service until SIGTERM/SIGINT."""
+def _serve(coro_factory, component: str, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Run an async service until SIGTERM/SIGINT; its Prometheus metrics on
+    `MAILLAGE_METRICS_PORT` when set (a container's own /metrics, as docker-compose runs them)."""
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        log.info("%s: Prometheus metrics on %s:%d/metrics", component, settings.metrics_host,
+                 settings.metrics_port)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -183,7 +193,7 @@ def gateway(instance: Annotated[int | None, typer.Option(
         max_future=timedelta(seconds=settings.max_future_s),
         kafka_idempotence=kafka_idempotence(settings),
     )
-    _serve(Gateway(config).run, "gateway")
+    _serve(Gateway(config).run, "gateway", settings)
 
 
 @processor_app.command("storage")
@@ -199,7 +209,7 @@ def processor_storage(data_dir: DataDir = None) -> None:
     runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
                     flush_ms=settings.storage_batch_ms)
     try:
-        _serve(runner.run, "storage")
+        _serve(runner.run, "storage", settings)
     finally:
         sink.close()
 
@@ -231,7 +241,8 @@ def processor_detection(
     sink = DetectionSink(db_url, engine, checkpoint_s=checkpoint_s)
     runner = Runner(bootstrap=bootstrap, topics=TOPICS, group_id=GROUP, sink=sink, flush_ms=20)
     try:
-        _serve(lambda stop: _detection(runner, db_url, bootstrap, stop, silent), "detection")
+        _serve(lambda stop: _detection(runner, db_url, bootstrap, stop, silent), "detection",
+               settings)
     finally:
         sink.close()
 
@@ -264,7 +275,7 @@ def processor_maintenance(data_dir: DataDir = None) -> None:
     from maillage.stack.state import database_url
 
     settings = settings_for(data_dir, "maintenance")
-    _serve(Maintenance(database_url(settings)).run, "maintenance")
+    _serve(Maintenance(database_url(settings)).run, "maintenance", settings)
 
 
 @app.command()

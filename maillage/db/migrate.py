@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from yoyo import get_backend, read_migrations
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,16 @@ def _yoyo_url(url: str) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
-def migrate(url: str, *, target: str | None = None) -> list[str]:
-    """Apply pending migrations (up to `target` when given); return the ids applied."""
+GRAFANA_ROLE = "grafana_reader"
+"""The role Grafana reads through (migration 0009 and deploy/grafana/provisioning)."""
+
+
+def migrate(url: str, *, target: str | None = None,
+            grafana_password: str | None = None) -> list[str]:
+    """Apply pending migrations (up to `target` when given); return the ids applied.
+
+    With `grafana_password`, the Grafana role's password is set too (a migration cannot hold a
+    secret), so Grafana can log in once the schema exists."""
     wait_for_database(url)
     backend = get_backend(_yoyo_url(url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
@@ -48,7 +57,17 @@ def migrate(url: str, *, target: str | None = None) -> list[str]:
     applied = [m.id for m in pending]
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    if grafana_password:
+        set_grafana_password(url, grafana_password)
     return applied
+
+
+def set_grafana_password(url: str, password: str) -> None:
+    """Let the Grafana role log in with `password` (stored hashed by the server)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(GRAFANA_ROLE), sql.Literal(password)))
+    log.info("password of the %s role set", GRAFANA_ROLE)
 
 
 def applied_migrations(url: str) -> list[str]:
