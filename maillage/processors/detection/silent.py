@@ -5,6 +5,8 @@ Two pure parts and one periodic job:
 - `learn(memory, ts_us, rx_us)`: the engine calls it on every record of a device with the
   device's `"_seen"` memory slot. It keeps `last_ts`, `last_rx` (epoch µs) and `interval_s`, the
   learned reporting interval (absent until 3 intervals were seen).
+- `observe(memory, envelope)`: `learn` from a record unless it is a status message (the
+  engine's call: the broker's will and retained replays are not the device speaking).
 - `heard(memory, rx_us)`: the same slot on a rejected message of a registered device (the
   device speaks, if wrongly: it is not silent).
 - `check(state, now_us, seen)`: which devices are offline now, which are back, which groups are
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from maillage.envelope import Envelope
 from maillage.processors.detection.model import (
     Anomaly,
     DeviceInfo,
@@ -116,6 +119,17 @@ def learn(memory: Memory, ts_us: int, rx_us: int) -> None:
     memory["lmu"] = mu
     if n >= WARMUP:
         memory["interval_s"] = round(math.exp(mu), 3)
+
+
+def observe(memory: Memory, env: Envelope) -> None:
+    """`learn` from one record, status messages excepted.
+
+    A status message is the broker's word, not the device's: the last will ("offline") is sent
+    when the device is gone, and retained statuses are replayed to a reconnecting gateway for
+    every device at once; counting them would make silent devices look heard from.
+    """
+    if env.kind != "status":
+        learn(memory, env.ts_us, env.rx_us)
 
 
 def heard(memory: Memory, rx_us: int) -> None:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import random
 
+from maillage.envelope import Envelope, SourceFormat
 from maillage.processors.detection.model import DeviceInfo, Kind
-from maillage.processors.detection.silent import FLOOR_S, Seen, SilentState, check, heard, learn
+from maillage.processors.detection.silent import (
+    FLOOR_S,
+    Seen,
+    SilentState,
+    check,
+    heard,
+    learn,
+    observe,
+)
 
 S = 1_000_000  # µs per second
 T0 = 1_780_000_000 * S
@@ -247,3 +256,16 @@ def test_cabinet_outage_then_its_district_keeps_the_cabinet_open() -> None:
     assert out[0].anomaly.evidence["silent"] == 50
     assert check(state, T0 + 9 * 60 * S + 5 * S, lamps + meters + elsewhere) == []
     assert set(state.groups) == {("t1", "cabinet:cab-9"), ("t1", "district:Sud")}
+
+
+def test_observe_skips_status_messages() -> None:
+    """A will or a retained status replayed to a gateway does not make a device heard from."""
+    m = _learned(10)
+    before = dict(m)
+    later = m["last_rx"] + 3600 * S
+    observe(m, Envelope.trusted("t1", "d", "status", later, later, SourceFormat.STATUS, {}, {},
+                                event="offline"))
+    assert m == before
+    observe(m, Envelope.trusted("t1", "d", "reading", later, later + 5, SourceFormat.JSON,
+                                {"active_power_w": 1.0}, {}))
+    assert m["last_rx"] == later + 5 and m["last_ts"] == later
