@@ -84,8 +84,8 @@ def lamp_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fin
         return ()
     m = memory.get("lamp")
     if m is None:
-        m = memory["lamp"] = {"fr": 0, "fs": 0, "fo": False, "ds": None, "do": False,
-                              "bt": None, "bh": None, "bo": False, "bw": None, "day": [0, 0, -1, -1]}
+        m = memory["lamp"] = {"fr": 0, "fs": 0, "fo": False, "ds": None, "do": False, "bt": None,
+                              "bh": None, "bo": False, "bw": None, "day": [0, 0, -1, -1]}
     v = env.values
     ts = env.ts_us
     status = env.attrs.get("status")
@@ -161,8 +161,8 @@ def _burner(m: dict[str, Any], window: tuple[int, int] | None, power: float | No
 def _burning(device: DeviceInfo, m: dict[str, Any], out: list[Finding], ts: int,
              hours: float) -> None:
     """Burning hours beyond the technology's rated life, or counting faster than time runs."""
-    tech = str(device.meta.get("lamp_tech") or "").upper()
-    rated = device.meta.get("rated_life_h") or RATED_LIFE_H.get(tech)
+    tech = str(device.meta.get("lamp_tech") or "").upper() or None
+    rated = device.meta.get("rated_life_h") or RATED_LIFE_H.get(tech or "")
     t = ts // US
     if m["bt"] is None or hours < m["bh"]:  # first sight, or a new lamp (counter reset)
         m["bt"], m["bh"], m["bw"] = t, hours, None
@@ -173,8 +173,7 @@ def _burning(device: DeviceInfo, m: dict[str, Any], out: list[Finding], ts: int,
     worn = rated is not None and hours > float(rated)
     if worn or m["bw"] is not None:
         m["bo"] = True
-        ev: dict[str, Any] = {"burning_hours_h": hours, "lamp_tech": tech or None,
-                              "rated_life_h": rated}
+        ev: dict[str, Any] = {"burning_hours_h": hours, "lamp_tech": tech, "rated_life_h": rated}
         if m["bw"] is not None:
             ev.update(grown_h=m["bw"][0], over_h=m["bw"][1], slack_h=BURN_SLACK_H)
         score = min(1.0, hours / float(rated)) if worn and rated else 0.5

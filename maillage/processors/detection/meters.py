@@ -1,5 +1,5 @@
-"""Electricity meter rules: spikes, night over-consumption, zero or stuck meters, voltage (EN 50160),
-over-subscribed power, baseline shifts and export from a meter that is not a producer.
+"""Electricity meter rules: spikes, night over-consumption, zero or stuck meters, voltage
+(EN 50160), over-subscribed power, baseline shifts and export from a non-producer.
 
 One `meter_rule` reads every meter record once (a few dict lookups and comparisons) and keeps a
 small learned profile per meter: 48 half-hour EWMA buckets of the mean power and of its day-to-day
@@ -95,7 +95,8 @@ def voltage_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
     worst: tuple[float, str] | None = None
     for name in VOLTAGES:
         u = values.get(name)
-        if u is not None and u > 0 and (worst is None or abs(u - NOMINAL_V) > abs(worst[0] - NOMINAL_V)):
+        if u is not None and u > 0 and (worst is None
+                                        or abs(u - NOMINAL_V) > abs(worst[0] - NOMINAL_V)):
             worst = (u, name)
     if worst is None:
         return ()
@@ -175,7 +176,8 @@ def meter_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fi
         x = m["x"]
         mx = m["mx"]
         if (x is not None or (sub and va > sub)
-                or (mx > 0.0 and p > spike_threshold(mx) and t - m["t0"] >= WARMUP_S)):
+                or (mx > 0.0 and p > mx + APPLIANCE_W and p > SPIKE_FACTOR * mx
+                    and t - m["t0"] >= WARMUP_S)):
             in_excursion = _excursion(m, out, ts, t, p, va, float(sub))
         else:
             in_excursion = False
