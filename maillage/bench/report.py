@@ -127,6 +127,13 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         f"p50 {_n(lat['p50'], 1)} ms, p95 {_n(lat['p95'], 1)} ms, p99 {_n(lat['p99'], 1)} ms "
         f"({detail.get('samples', 0)} samples); at max: p50 {_n(at_max.get('p50'), 1)} ms, "
         f"p99 {_n(at_max.get('p99'), 1)} ms; alert latency: not measured yet")
+    fall = doc["latency_ms"].get("anomaly") or {}
+    if fall.get("p50") is not None:
+        console.print(
+            f"latency fall published -> anomaly stored at 50 % of max: p50 {_n(fall['p50'], 1)} ms, "
+            f"p95 {_n(fall['p95'], 1)} ms, p99 {_n(fall['p99'], 1)} ms "
+            f"({detail.get('anomaly_samples', 0)} samples); at max: p99 "
+            f"{_n((detail.get('anomaly_at_max') or {}).get('p99'), 1)} ms")
     c = Table(title="cost per component (throughput phase)")
     for col in ("component", "CPU s / million readings", "CPU cores used", "peak memory MB (PSS)"):
         c.add_column(col, justify="right" if col != "component" else "left")
@@ -163,6 +170,12 @@ def markdown_row(doc: dict[str, Any]) -> str:
     if doc.get("pause_db"):
         notes.append(f"db paused {doc['pause_db']['paused_s']} s, caught up in "
                      f"{_n(doc['pause_db']['catch_up_s'], 1)} s")
+    fall = doc["latency_ms"].get("anomaly") or {}
+    if fall.get("p99") is not None:
+        notes.append(f"fall -> anomaly p99 {_n(fall['p99'], 0)} ms")
+    det = (doc.get("cost") or {}).get("detection") or {}
+    if det.get("cpu_s_per_million") is not None:
+        notes.append(f"detection {_n(det['cpu_s_per_million'], 1)} CPU s/M readings")
     if doc.get("failures"):
         notes.append("FAILED")
     load = m.get("load_average_at_start")

@@ -37,6 +37,7 @@ import psycopg
 
 from maillage import topics
 from maillage.bench import baselines
+from maillage.bench.falls import FallProbe
 from maillage.bench.fleet import Archetype, build_mix, plan_connections, readings_per_message
 from maillage.bench.probes import (
     Counters,
@@ -142,6 +143,7 @@ class Bench:
         self.latency_phase = Phase()
         self.worker_results: list[WorkerResult] = []
         self.probe: LatencyProbe | None = None
+        self.falls: FallProbe | None = None
         self.sampler: ResourceSampler | None = None
         self.counters: Counters | None = None
         self.feed_counts: Counter[tuple[str, str]] = Counter()
@@ -196,6 +198,7 @@ class Bench:
                                         slot.archetype, slot.weight))
             self.sessions.append(sessions)
         mqtt_specs.append(DeviceSpec(device_id=f"{self.run_id}-probe", type=DeviceType.METER))
+        mqtt_specs.append(DeviceSpec(device_id=f"{self.run_id}-fall", type=DeviceType.CARE_BUTTON))
         silent = [DeviceSpec(device_id=f"{self.run_id}-feed-{k:02d}", type=DeviceType.METER)
                   for k in range(FEED_DEVICES)]
         silent += [DeviceSpec(device_id=f"{self.run_id}-copy-{k:02d}", type=DeviceType.METER)
@@ -237,7 +240,8 @@ class Bench:
         from maillage.stack.dynsec import DynsecClient
         from maillage.stack.state import mqtt_admin
 
-        users = [s.username for w in self.sessions for s in w] + [f"{TENANT}/{self.run_id}-probe"]
+        users = [s.username for w in self.sessions for s in w] + [f"{TENANT}/{self.run_id}-probe",
+                                                                  f"{TENANT}/{self.run_id}-fall"]
         commands: list[dict[str, Any]] = []
         for u in users:
             commands += [{"command": "deleteClient", "username": u},
@@ -745,6 +749,13 @@ class Bench:
             self.probe.phase = "warm-up"
             self.probe.start()
             stack.callback(self.probe.stop)
+            fall_user = f"{TENANT}/{self.run_id}-fall"
+            self.falls = FallProbe(
+                self.state.mqtt_host, self.state.mqtt_port, fall_user, passwords[fall_user],
+                f"{topics.device_prefix(TENANT, self.run_id + '-fall')}up/event", self._db(),
+                TENANT, f"{self.run_id}-fall")
+            self.falls.start()
+            stack.callback(self.falls.stop)
             self.base = self._snap()
 
             baseline = {"mqtt_msgs_per_s": round(self._mqtt_baseline()),
@@ -767,14 +778,14 @@ class Bench:
             self._drain("before the run", timeout_s=60)
 
             # throughput
-            self.probe.phase = "max"
+            self.probe.phase = self.falls.phase = "max"
             recordings = self._start_profile()
             self.sampler.reset_peaks()
             mode = "max" if cfg.rate is None else "rate"
             thr = self._publish_phase("throughput" + ("" if cfg.rate is None else f" at {cfg.rate:,.0f} msg/s"),
                                       cfg.duration_s, rate=MAX if cfg.rate is None else cfg.rate,
                                       closed=cfg.rate is None, warmup_s=cfg.warmup_s)
-            self.probe.phase = None
+            self.probe.phase = self.falls.phase = None
             peaks = self.sampler.peaks()
             profile = self._finish_profile(recordings)
             self._drain("throughput")
@@ -787,9 +798,9 @@ class Bench:
 
             # latency at half the maximum
             half = max(1.0, max_msgs / 2)
-            self.probe.phase = "latency"
+            self.probe.phase = self.falls.phase = "latency"
             self.latency_phase = self._publish_phase("latency at 50 %", cfg.latency_s, rate=half, closed=False)
-            self.probe.phase = None
+            self.probe.phase = self.falls.phase = None
             self._drain("latency")
 
             pause = self._pause_db(half) if cfg.pause_db_s > 0 else None
@@ -801,6 +812,7 @@ class Bench:
                 if r.errors:
                     self.failures.append(f"publisher {r.index}: " + "; ".join(r.errors[:3]))
             self.probe.stop()
+            self.falls.stop()
             self._drain("final", final=True)
             verification = self._verify()
 
@@ -856,6 +868,7 @@ class Bench:
                           "peak_rss_mb": round(peaks.get(comp, 0.0)),
                           "cores": round(thr.cpu[comp] / thr.seconds, 2) if thr.seconds else None}
         lat = self.probe.latencies
+        falls = self.falls.latencies if self.falls is not None else {}
         dups: dict[str, int] = {}
         prev = self.base.duplicate_readings if self.base is not None else 0.0
         for label, value in self.dup_marks:
@@ -884,6 +897,7 @@ class Bench:
                     "duplicates_by_phase": dups},
             "storage": {**storage, "lost": v["feed_lost"]},
             "latency_ms": {"stored": percentiles(lat.get("latency", [])),
+                           "anomaly": percentiles(falls.get("latency", [])),
                            "alert": {"p50": None, "p95": None, "p99": None}},
             "latency_detail": {"rate_msgs_per_s": round(half), "samples": len(lat.get("latency", [])),
                                "stored_at_max": percentiles(lat.get("max", [])),
@@ -892,6 +906,11 @@ class Bench:
                                "timeline": timeline(self.probe.sent_at.get("latency", []),
                                                     lat.get("latency", [])),
                                "probe_errors": self.probe.errors[:5],
+                               "anomaly_samples": len(falls.get("latency", [])),
+                               "anomaly_at_max": percentiles(falls.get("max", [])),
+                               "anomaly_method": "a care pendant publishes 2 falls/s; its anomaly "
+                                                 "row polled every 20 ms (upper bound)",
+                               "anomaly_errors": (self.falls.errors[:5] if self.falls else []),
                                "cores": {c: round(v / self.latency_phase.seconds, 2)
                                          for c, v in self.latency_phase.cpu.items()}
                                if self.latency_phase.seconds else {}},
