@@ -132,3 +132,23 @@ def test_eval_group_has_nab_and_scenario() -> None:
     result = CliRunner().invoke(app, ["eval", "--help"])
     assert result.exit_code == 0, result.output
     assert "nab" in result.output and "scenario" in result.output
+
+
+def test_with_the_detection_stage_detector(folder: Path, tmp_path: Path) -> None:
+    """Without substitution the command runs the online detector and writes under its name."""
+    from maillage.processors.detection.online import DETECTOR_NAME
+
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["eval", "nab", "--data", str(folder), "--out", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["detector"] == DETECTOR_NAME and DETECTOR_NAME.isalnum()
+    for key, rows in (("catA/a.csv", 300), ("catB/b.csv", 200)):
+        category, name = key.split("/")
+        written = read(out / DETECTOR_NAME / category / f"{DETECTOR_NAME}_{name}")
+        assert written[0] == ["timestamp", "value", "anomaly_score", "label"]
+        assert len(written) == rows + 1
+        assert all(0.0 <= float(r[2]) <= 1.0 for r in written[1:])
+    assert set(doc["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert all(math.isfinite(s["score"]) and s["score"] <= 100.0 for s in doc["scores"].values())
