@@ -12,6 +12,7 @@ import typer
 
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.config import Settings
+from maillage.db.devices import tenant_devices
 from maillage.errors import RegistryError
 from maillage.registry.models import DeviceCredentials, DeviceSpec
 
@@ -127,7 +128,5 @@ def devices_list(tenant: str, data_dir: DataDir = None) -> None:
     from maillage.stack.state import database_url
 
     with psycopg.connect(database_url(settings_for(data_dir))) as conn:
-        rows = conn.execute("SELECT device_id, type, commune, status, last_seen_at FROM devices "
-                            "WHERE tenant_id = %s ORDER BY device_id", (tenant,)).fetchall()
-    print_json({"items": [{"device_id": r[0], "type": r[1], "commune": r[2], "status": r[3],
-                           "last_seen_at": r[4]} for r in rows]})
+        items = tenant_devices(conn=conn, tenant=tenant)
+    print_json({"items": items})

@@ -10,6 +10,7 @@ import psycopg
 import typer
 
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
+from maillage.db.rejected import recent_rejected
 from maillage.errors import MaillageError
 
 dlq_app = typer.Typer(help="Rejected messages (the dead-letter queue).", no_args_is_help=True)
@@ -41,23 +42,21 @@ def dlq_list(tenant: Tenant = None, device: Device = None, reason: Reason = None
              data_dir: DataDir = None) -> None:
     """Rejected messages as JSON, newest first."""
     # Imported here: only this command needs it, and every `maillage` process loads the CLI.
-    from maillage.ingest.replay import ReplayFilter, payload_view, where_clause
+    from maillage.ingest.replay import payload_view
     from maillage.stack.state import database_url
 
-    selection = ReplayFilter(tenant=tenant, device_id=device, reason=reason,
-                             since=_time("since", since), until=_time("until", until), again=True)
-    where, params = where_clause(selection)
+    start, end = _time("since", since), _time("until", until)
     with psycopg.connect(database_url(settings_for(data_dir))) as conn:
-        rows = conn.execute(
-            "SELECT id, received_at, mqtt_topic, tenant_id, device_id, reason, detail, payload, "
-            f"replayed_at FROM rejected WHERE {where} ORDER BY id DESC LIMIT %s",
-            [*params, limit]).fetchall()
+        rows = recent_rejected(conn=conn, tenant=tenant, device_id=device, reason=reason,
+                               since=start, until=end, limit=limit)
     items: list[dict[str, Any]] = []
-    for rid, rx, topic, t, d, r, detail, payload, replayed in rows:
-        text, encoding = payload_view(bytes(payload))
-        items.append({"id": rid, "received_at": rx, "topic": topic, "tenant": t, "device_id": d,
-                      "reason": r, "detail": detail, "payload": text,
-                      "payload_encoding": encoding, "replayed_at": replayed})
+    for row in rows:
+        text, encoding = payload_view(bytes(row["payload"]))
+        items.append({"id": row["id"], "received_at": row["received_at"],
+                      "topic": row["mqtt_topic"], "tenant": row["tenant_id"],
+                      "device_id": row["device_id"], "reason": row["reason"],
+                      "detail": row["detail"], "payload": text, "payload_encoding": encoding,
+                      "replayed_at": row["replayed_at"]})
     print_json({"items": items})
 
 

@@ -1,4 +1,4 @@
-"""Devices as the API reads them: one device by id, and pages of a tenant's devices.
+"""Devices as the API, the gateway, the CLI and the simulators read them.
 
 The registry (`maillage.registry.devices`) writes these rows; this module only reads them.
 """
@@ -41,3 +41,47 @@ async def list_devices(*, conn: psycopg.AsyncConnection, types: Sequence[str], t
         (list(types), tenant, tenant, commune, commune, after, after, limit),
     )
     return _rows(await cur.fetchall())
+
+
+# --- Synchronous reads: the gateway's registry cache, the CLI, the simulators -------------------
+
+CHANGES_CHANNEL = "maillage_devices"
+"""NOTIFY channel of registry changes (migration 0005); the payload is `tenant/device_id`."""
+CLOCK_FLOOR = "2010-01-01T00:00:00Z"
+"""Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data."""
+_INGEST = ("SELECT tenant_id, device_id, pk, type, "
+           f"COALESCE(installed_at, '{CLOCK_FLOOR}'::timestamptz) FROM devices")
+
+
+def listen_for_changes(*, conn: psycopg.Connection) -> None:
+    """Subscribe this (autocommit) connection to registry changes on `CHANGES_CHANNEL`."""
+    conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+
+
+def deliver_notifications(*, conn: psycopg.Connection) -> None:
+    """One round trip: it delivers every notification the server sent before it."""
+    conn.execute("SELECT 1")
+
+
+def ingest_view(*, conn: psycopg.Connection, tenant: str | None = None,
+                device_id: str | None = None) -> list[tuple[Any, ...]]:
+    """(tenant, device_id, pk, type, accepted since) of every device, or of one device."""
+    if tenant is None or device_id is None:
+        return conn.execute(_INGEST).fetchall()
+    return conn.execute(_INGEST + " WHERE tenant_id = %s AND device_id = %s",
+                        (tenant, device_id)).fetchall()
+
+
+def tenant_devices(*, conn: psycopg.Connection, tenant: str) -> list[dict[str, Any]]:
+    """A tenant's devices by id: `{device_id, type, commune, status, last_seen_at}`."""
+    keys = ("device_id", "type", "commune", "status", "last_seen_at")
+    rows = conn.execute(f"SELECT {', '.join(keys)} FROM devices WHERE tenant_id = %s "
+                        "ORDER BY device_id", (tenant,)).fetchall()
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def registered_ids(*, conn: psycopg.Connection, tenant: str, device_ids: Sequence[str]) -> set[str]:
+    """Which of these device ids the tenant has registered."""
+    rows = conn.execute("SELECT device_id FROM devices WHERE tenant_id = %s AND device_id = ANY(%s)",
+                        (tenant, list(device_ids))).fetchall()
+    return {r[0] for r in rows}

@@ -19,13 +19,12 @@ from typing import Any
 
 import psycopg
 
+from maillage.db.devices import CLOCK_FLOOR, ingest_view, listen_for_changes
 from maillage.envelope import to_us
 
+__all__ = ["CLOCK_FLOOR", "KnownDevice", "RegistryCache"]
+
 log = logging.getLogger(__name__)
-
-CHANNEL = "maillage_devices"
-"""The NOTIFY channel of registry changes; the payload is `tenant/device_id`."""
-
 
 @dataclass(frozen=True, slots=True)
 class KnownDevice:
@@ -42,15 +41,6 @@ class KnownDevice:
     def __post_init__(self) -> None:
         aware = self.since.utcoffset() is not None
         object.__setattr__(self, "since_us", to_us(self.since) if aware else None)
-
-
-# Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data.
-CLOCK_FLOOR = "2010-01-01T00:00:00Z"
-
-_QUERY = f"""
-SELECT tenant_id, device_id, pk, type, COALESCE(installed_at, '{CLOCK_FLOOR}'::timestamptz)
-FROM devices
-"""
 
 
 class RegistryCache:
@@ -75,11 +65,12 @@ class RegistryCache:
             self._conn = psycopg.connect(self._url, autocommit=True)
         return self._conn
 
-    def _query(self, sql: str, params: tuple[str, str] | None = None) -> list[tuple[Any, ...]]:
-        """Run a registry query, reconnecting once when the connection was lost."""
+    def _query(self, key: tuple[str, str] | None = None) -> list[tuple[Any, ...]]:
+        """Every device (or the one of `key`), reconnecting once when the connection was lost."""
+        tenant, device_id = key if key is not None else (None, None)
         for attempt in (1, 2):
             try:
-                return self._connection().execute(sql, params).fetchall()
+                return ingest_view(conn=self._connection(), tenant=tenant, device_id=device_id)
             except psycopg.OperationalError:
                 if self._conn is not None:
                     self._conn.close()
@@ -95,7 +86,7 @@ class RegistryCache:
                                               daemon=True)
             self._listener.start()
             self._listening.wait(10)
-        return self._load(self._query(_QUERY))
+        return self._load(self._query())
 
     def _load(self, rows: list[tuple[Any, ...]]) -> int:
         self._known = {(r[0], r[1]): KnownDevice(r[2], r[3], r[4]) for r in rows}
@@ -122,7 +113,7 @@ class RegistryCache:
         if now - self._misses.get(key, -1e9) < self._miss_ttl:
             return None
         changes = self._changes
-        rows = self._query(_QUERY + " WHERE tenant_id = %s AND device_id = %s", key)
+        rows = self._query(key)
         cacheable = changes == self._changes
         if not rows:
             if cacheable:
@@ -149,11 +140,11 @@ class RegistryCache:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    listen_for_changes(conn=conn)
                     self._listening.set()
                     if reconnecting:
                         self._changes += 1
-                        n = self._load(conn.execute(_QUERY).fetchall())
+                        n = self._load(ingest_view(conn=conn))
                         log.info("registry listener reconnected; reloaded %d devices", n)
                     last_reload = time.monotonic()
                     while not self._stop.is_set():
@@ -162,7 +153,7 @@ class RegistryCache:
                             self.invalidate(tenant, device_id)
                         if time.monotonic() - last_reload > self._reload_s:
                             self._changes += 1
-                            self._load(conn.execute(_QUERY).fetchall())
+                            self._load(ingest_view(conn=conn))
                             last_reload = time.monotonic()
             except psycopg.Error as exc:
                 if self._stop.is_set():

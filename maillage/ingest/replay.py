@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from maillage.db.rejected import claim_for_replay, mark_replayed
 from maillage.ingest.registry_cache import RegistryCache
 from maillage.ingest.validate import Ingest
 from maillage.topics import KIND_TOPIC
@@ -78,26 +79,6 @@ def payload_view(payload: bytes) -> tuple[str, str]:
         return base64.b64encode(payload).decode(), "base64"
 
 
-def where_clause(f: ReplayFilter) -> tuple[str, list[Any]]:
-    """SQL conditions on `rejected` for a selection, and their parameters."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if not f.again:
-        clauses.append("replayed_at IS NULL")
-    for column, value in (("tenant_id", f.tenant), ("device_id", f.device_id),
-                          ("reason", f.reason)):
-        if value is not None:
-            clauses.append(f"{column} = %s")
-            params.append(value)
-    if f.since is not None:
-        clauses.append("received_at >= %s")
-        params.append(f.since)
-    if f.until is not None:
-        clauses.append("received_at < %s")
-        params.append(f.until)
-    return (" AND ".join(clauses) or "true"), params
-
-
 async def replay(*, database_url: str, kafka_bootstrap: str, selection: ReplayFilter,
                  max_future: timedelta) -> ReplayReport:
     """Replay the selected rows of `rejected`, batch by batch (see the module docstring)."""
@@ -107,17 +88,16 @@ async def replay(*, database_url: str, kafka_bootstrap: str, selection: ReplayFi
     ingest = Ingest(registry, max_future=max_future)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
-    where, params = where_clause(selection)
     last_id = 0
     try:
         with psycopg.connect(database_url) as conn:
             while selection.limit is None or report.selected < selection.limit:
                 size = BATCH if selection.limit is None else min(BATCH, selection.limit - report.selected)
                 with conn.transaction():
-                    rows = conn.execute(
-                        f"SELECT id, mqtt_topic, payload, received_at, device_id, reason "
-                        f"FROM rejected WHERE {where} AND id > %s ORDER BY id LIMIT %s "
-                        f"FOR UPDATE SKIP LOCKED", [*params, last_id, size]).fetchall()
+                    rows = claim_for_replay(
+                        conn=conn, tenant=selection.tenant, device_id=selection.device_id,
+                        reason=selection.reason, since=selection.since, until=selection.until,
+                        include_replayed=selection.again, after_id=last_id, limit=size)
                     if not rows:
                         break
                     last_id = rows[-1][0]
@@ -139,8 +119,7 @@ async def replay(*, database_url: str, kafka_bootstrap: str, selection: ReplayFi
                         await fut  # raises on a Kafka failure: the transaction rolls back
                     report.records += len(futures)
                     if done:
-                        conn.execute("UPDATE rejected SET replayed_at = now() WHERE id = ANY(%s)",
-                                     (done,))
+                        mark_replayed(conn=conn, ids=done)
                     report.replayed += len(done)
     finally:
         await producer.stop()

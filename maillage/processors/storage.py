@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 
 from maillage import topics
 from maillage.db import writer
+from maillage.db.devices import deliver_notifications, listen_for_changes
 from maillage.envelope import DlqRecord
 from maillage.observability import BATCH_SECONDS, DUPLICATE_ROWS, STORAGE_LAG, STORED_ROWS
 
@@ -82,9 +83,9 @@ class StorageSink:
         if self._listen is None or self._listen.closed:
             self._listen = psycopg.connect(self.database_url, autocommit=True)
             self._listen.add_notify_handler(self._on_notify)
-            self._listen.execute("LISTEN maillage_devices")
+            listen_for_changes(conn=self._listen)
             self.devices = writer.DeviceIds()  # changes missed while not listening
-        self._listen.execute("SELECT 1")
+        deliver_notifications(conn=self._listen)
 
     def _on_notify(self, note: psycopg.Notify) -> None:
         tenant, _, device_id = note.payload.partition("/")

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from maillage.db.devices import registered_ids
 from maillage.registry.broker_auth import FileAuth
 from maillage.registry.devices import add_devices, device_acl_commands, renew_credentials
 from maillage.registry.dynsec import DynsecClient
@@ -61,11 +62,7 @@ def register(*, database_url: str, mqtt_admin: tuple[str, int, str, str], tenant
 
 
 def _known(conn: psycopg.Connection, tenant: str, specs: Sequence[DeviceSpec]) -> set[str]:
-    rows = conn.execute(
-        "SELECT device_id FROM devices WHERE tenant_id = %s AND device_id = ANY(%s)",
-        (tenant, [s.device_id for s in specs]),
-    ).fetchall()
-    return {r[0] for r in rows}
+    return registered_ids(conn=conn, tenant=tenant, device_ids=[s.device_id for s in specs])
 
 
 def _renew(dyn: DynsecClient, tenant: str, device_ids: list[str]) -> dict[str, DeviceCredentials]:

@@ -108,6 +108,13 @@ def test_device_removed_from_registry_is_rejected_then_replayed(stack: IngestSta
         assert {r for _, r, _, _ in rejected} == {"unknown_device"}
         assert all(f"{tenant}/m-gone" in detail for _, _, detail, _ in rejected)
 
+        # `maillage dlq list`: the same rows, newest first, payloads as text.
+        listed = orjson.loads(stack.cli("dlq", "list", "--tenant", tenant, "--device", "m-gone")
+                              .stdout)["items"]
+        assert [i["id"] for i in listed] == sorted((i["id"] for i in listed), reverse=True)
+        assert {i["reason"] for i in listed} == {"unknown_device"}
+        assert sorted(i["payload"].encode() for i in listed) == sorted(p for _, _, _, p in rejected)
+
         stack.register(tenant, [("m-gone", "meter")])  # registered again (new credentials)
         replay = stack.cli("dlq", "replay", "--tenant", tenant, "--device", "m-gone")
         report = orjson.loads(replay.stdout)
