@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Iterable
 from typing import Any
+from zlib import crc32
 
 from maillage.envelope import Envelope
 from maillage.processors.detection.model import DeviceInfo, Finding, Kind, Memory, Severity
@@ -84,10 +85,12 @@ def check(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding
     out: list[Finding] = []
     # Duplicate: the very same record again (MQTT retry, replay). Nothing else is judged on it.
     # The key holds a value too: a clock set back lands on times already seen, with new values.
+    # An int (hash of a float is stable across processes; names go through crc32): cheap to
+    # build and compare, and JSON-able.
     if stream == "event":
-        key = f"{ts}e{env.event}"
+        key = ts * 31 + crc32((env.event or "").encode())
     else:
-        key = f"{ts}r{next(iter(env.values.items()), '')}"
+        key = ts * 31 + hash(next(iter(env.values.values()), 0.0))
     recent = memory.get("k")
     if recent is None:
         recent = memory["k"] = []
@@ -98,20 +101,19 @@ def check(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding
     recent.append(key)
     if len(recent) > RECENT:
         del recent[0]
-    _good(memory, device, Kind.DUPLICATE, rx, ts, out)
-    if _ep_of(memory, Kind.MALFORMED_PAYLOAD) is not None:
-        _good(memory, device, Kind.MALFORMED_PAYLOAD, rx, ts, out)
+    eps = memory.get("ep")
+    if eps:  # episodes under way: this sound record counts towards their end
+        if "duplicate" in eps:
+            _good(memory, device, Kind.DUPLICATE, rx, ts, out)
+        if "malformed_payload" in eps:
+            _good(memory, device, Kind.MALFORMED_PAYLOAD, rx, ts, out)
 
     d = (rx - ts) / US  # offset of receipt over measurement, seconds
     mu = memory.get("mu", 0.0)
     dev = memory.get("dv", 1.0)
-    iv = float(device.expected_interval_s or memory.get("iv") or DEFAULT_INTERVAL_S)
-    tol = max(TOL_MIN_S, 4 * dev)
+    tol = 4 * dev if dev > TOL_MIN_S / 4 else TOL_MIN_S
     reordered = _order(memory, device, stream, ts, d, env.seq, tol, out)
-
     e = d - mu
-    skew_thr = max(SKEW_MIN_S, SPREAD_K * dev)
-    late_thr = max(LATE_MIN_S, LATE_INTERVALS * iv, SPREAD_K * dev)
     pend = memory.get("pl")
     if pend is not None and pend[0] != ts:
         # A large delay left pending: the next record at another time tells skew from lateness.
@@ -119,14 +121,19 @@ def check(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding
         if abs(d - pend[1]) > tol:
             _bad(memory, device, Kind.LATE_READING, pend[0], pend[0], out, 1,
                  {"delay_s": round(pend[1], 1), "usual_delay_s": round(mu, 1),
-                  "threshold_s": round(late_thr)})
-    if abs(e) < skew_thr:
-        memory.pop("run", None)
+                  "threshold_s": round(pend[2])})
+    skew_thr = SKEW_MIN_S if SPREAD_K * dev < SKEW_MIN_S else SPREAD_K * dev
+    if -skew_thr < e < skew_thr:  # the common case: a live link's delay
+        if "run" in memory:
+            del memory["run"]
         if not reordered:
-            _learn(memory, d, ts)
-        _good(memory, device, Kind.CLOCK_SKEW, rx, ts, out)
-        if _ep_of(memory, Kind.LATE_READING) is not None:
-            _good(memory, device, Kind.LATE_READING, ts, ts, out)
+            _learn(memory, d)
+        eps = memory.get("ep")
+        if eps:
+            if "clock_skew" in eps:
+                _good(memory, device, Kind.CLOCK_SKEW, rx, ts, out)
+            if "late_reading" in eps:
+                _good(memory, device, Kind.LATE_READING, ts, ts, out)
         return out
     run = memory.get("run")
     if run is not None and abs(d - run[2]) <= tol:
@@ -140,8 +147,10 @@ def check(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding
         return out
     # A new large offset: the start of a skew, or a late record.
     memory["run"] = [1, rx, d, ts]
+    iv = float(device.expected_interval_s or memory.get("iv") or DEFAULT_INTERVAL_S)
+    late_thr = max(LATE_MIN_S, LATE_INTERVALS * iv, SPREAD_K * dev)
     if e > late_thr:
-        memory["pl"] = [ts, d]
+        memory["pl"] = [ts, d, late_thr]
     return out
 
 
@@ -211,16 +220,21 @@ def _order(memory: Memory, device: DeviceInfo, stream: str, ts: int, d: float,
     return False
 
 
-def _learn(memory: Memory, d: float, ts: int) -> None:
+def _learn(memory: Memory, d: float) -> None:
     """Learn the device's normal delay and its spread from records judged sound."""
-    n = memory.get("n", 0) + 1
-    memory["n"] = n
-    a = 1.0 / n if n < WARM else ALPHA
+    n = memory.get("n", 0)
+    if n < WARM:
+        n += 1
+        memory["n"] = n
+        a = 1.0 / n
+    else:
+        a = ALPHA
     mu = memory.get("mu", 0.0)
     mu += a * (d - mu)
     memory["mu"] = mu
     dev = memory.get("dv", 1.0)
-    memory["dv"] = max(0.5, dev + a * (abs(d - mu) - dev))
+    dev += a * (abs(d - mu) - dev)
+    memory["dv"] = dev if dev > 0.5 else 0.5
 
 
 # -- episodes --------------------------------------------------------------------------------
