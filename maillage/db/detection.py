@@ -252,6 +252,20 @@ def last_produced_offsets(*, conn: psycopg.Connection) -> dict[int, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def prune_outbox(*, conn: psycopg.Connection, keep_days: int = 7) -> int:
+    """Delete produced rows older than `keep_days`, keeping each partition's latest (the relay
+    resumes its start-up scan from it); returns how many were deleted."""
+    cur = conn.execute(
+        """
+        DELETE FROM anomaly_outbox o
+        WHERE o.produced_at < now() - make_interval(days => %s)
+          AND o.kafka_offset < (SELECT max(k.kafka_offset) FROM anomaly_outbox k
+                                WHERE k.kafka_partition = o.kafka_partition
+                                  AND k.produced_at IS NOT NULL)
+        """, (keep_days,))
+    return cur.rowcount
+
+
 def enable_anomalies_hypertable(conn: psycopg.Connection) -> bool:
     """Make `anomalies` a hypertable on start_ts when TimescaleDB is installed; False otherwise."""
     from maillage.db.timescale import installed, is_hypertable

@@ -209,8 +209,11 @@ class Engine:
                 for name, rule in group_rules:
                     self._run(rule, name, device, gst.memory, env, gst, gname, out)
         if self.online is not None and env.kind == "reading":
-            for f in self.online.feed(device, st, env):
-                self._apply(f, device, st, None, out)
+            try:
+                for f in self.online.feed(device, st, env):
+                    self._apply(f, device, st, None, out)
+            except Exception:  # the statistical detector must not stop the stage either
+                self._error("online_series.feed", device)
         return out
 
     def handle_rejected(self, device: DeviceInfo, reason: str, rx_us: int) -> list[Transition]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import orjson
 import psycopg
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x6D61_696C_6F75_7462  # "mailoutb": one relay per database
 """The advisory lock held by the working relay."""
+PRUNE_EVERY_S = 3600.0
+"""Produced outbox rows older than a week are deleted this often."""
 
 
 class Relay:
@@ -59,9 +62,13 @@ class Relay:
                 if self.reconciled:
                     log.info("relay: %d transitions were already on %s (marked, not produced "
                              "again)", self.reconciled, self.topic)
+                pruned_at = 0.0
                 while not stop.is_set():
                     if await self.drain(producer) == 0:
                         await asyncio.to_thread(self._wait_notify)
+                    if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                        pruned_at = time.monotonic()
+                        await asyncio.to_thread(db.prune_outbox, conn=conn)
             finally:
                 await producer.stop()
         finally:
