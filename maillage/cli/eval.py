@@ -11,7 +11,8 @@ import typer
 from maillage.cli.common import clean_errors, print_json
 from maillage.cli.eval_scenario import scenario
 from maillage.errors import MaillageError
-from maillage.eval.nab import DetectorFactory, ProfileScore, Series
+from maillage.eval.nab import DetectorFactory, Series
+from maillage.eval.nab_scoring import ProfileScore
 from maillage.logs import setup_logging
 
 eval_app = typer.Typer(help="Evaluate the detectors on labelled data.", no_args_is_help=True)
@@ -56,6 +57,7 @@ def nab(data: Annotated[Path, typer.Option(
         ) -> None:
     """Run the statistical detector over a NAB folder, write NAB results, print NAB's three scores."""
     from maillage.eval import nab as nab_eval
+    from maillage.eval import nab_scoring
 
     setup_logging("WARNING")
     began = time.perf_counter()
@@ -78,7 +80,7 @@ def nab(data: Annotated[Path, typer.Option(
            "seconds": round(time.perf_counter() - began, 3),
            "scores": {r.profile: r.to_dict() for r in results},
            # Where each file gains or loses, at each profile's chosen threshold.
-           "per_file": {s.key: {r.profile: nab_eval.score_file(s, sc, profile, r.threshold)
+           "per_file": {s.key: {r.profile: nab_scoring.score_file(s, sc, profile, r.threshold)
                                 for r, profile in zip(results, corpus.profiles, strict=True)}
                         for s, sc in zip(corpus.series, scores, strict=True)}}
     if json:

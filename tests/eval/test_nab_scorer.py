@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maillage.eval import nab
+from maillage.eval import nab, nab_scoring
 
 # CI runs on a fresh clone with the read-only `shared/` folder beside it.
 SHARED_NAB = Path(__file__).resolve().parents[2].parent / "shared" / "nab"
@@ -44,8 +44,8 @@ def test_artime_scores_as_published(artime: tuple[nab.Corpus, list[np.ndarray]])
 def test_builtin_profiles_are_nabs(artime: tuple[nab.Corpus, list[np.ndarray]]) -> None:
     """NAB's profiles.json holds exactly the built-in profiles, used when a folder has none."""
     corpus, scores = artime
-    assert nab.load_profiles(SHARED_NAB / "config" / "profiles.json") == nab.NAB_PROFILES
-    assert nab.load_profiles(SHARED_NAB / "config" / "absent.json") == nab.NAB_PROFILES
+    assert nab.load_profiles(SHARED_NAB / "config" / "profiles.json") == nab_scoring.NAB_PROFILES
+    assert nab.load_profiles(SHARED_NAB / "config" / "absent.json") == nab_scoring.NAB_PROFILES
 
 
 def test_row_weights_and_labels_match_nabs_columns(artime: tuple[nab.Corpus, list[np.ndarray]]) -> None:
@@ -57,7 +57,7 @@ def test_row_weights_and_labels_match_nabs_columns(artime: tuple[nab.Corpus, lis
         label, *weights = nab.read_columns(path, columns)
         assert np.array_equal(np.array(label, dtype=int), series.labels()), series.key
         for profile, column in zip(corpus.profiles, weights, strict=True):
-            ours = nab.row_weights(len(series.timestamps), series.windows, profile)
+            ours = nab_scoring.row_weights(len(series.timestamps), series.windows, profile)
             assert np.allclose(ours, np.array(column, dtype=float), atol=1e-6), (series.key, profile)
 
 
@@ -79,7 +79,7 @@ def test_per_file_scores_add_up(artime: tuple[nab.Corpus, list[np.ndarray]]) -> 
     """Each file's share at the chosen threshold sums to the folder's raw score and counts."""
     corpus, scores = artime
     for result, profile in zip(nab.score_corpus(corpus, scores), corpus.profiles, strict=True):
-        shares = [nab.score_file(s, sc, profile, result.threshold)
+        shares = [nab_scoring.score_file(s, sc, profile, result.threshold)
                   for s, sc in zip(corpus.series, scores, strict=True)]
         assert sum(f["raw"] for f in shares) == pytest.approx(result.raw)
         assert sum(f["detected"] for f in shares) == result.detected
