@@ -3,9 +3,11 @@
 Which series: a meter's and a cabinet's active power (the load a person would look at). To keep
 the processor's cost small the detector does not see every reading: each series is averaged
 over `BUCKET_US` of measurement time and the detector scores each closed interval's mean.
-An `unusual_value` anomaly (info) opens only when the score is high (`OPEN_SCORE`) for
-`SUSTAIN` intervals in a row, and closes when it falls below `CLOSE_SCORE`: a lone outlier is
-the rules' business (spike), a sustained change of behaviour is this detector's.
+An `unusual_value` anomaly (info) opens when an interval scores `OPEN_SCORE` or more (well above
+the detector's own firing level: a quarter-hour mean that far from anything the series showed)
+and closes after `CALM_INTERVALS` intervals in a row scored below `CLOSE_SCORE`. The detector
+reports one event once (its scores are capped for a while after a firing), so the anomaly marks
+when the series left its usual behaviour, not how long it stayed away.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ SERIES: dict[str, tuple[str, ...]] = {"meter": ("active_power_w",),
                                       "lighting_cabinet": ("active_power_w",)}
 BUCKET_US = 900_000_000
 """15 minutes: the detector sees one mean per series and quarter hour (the rollups' bucket)."""
-OPEN_SCORE = 0.9
-SUSTAIN = 2
-CLOSE_SCORE = 0.5
+OPEN_SCORE = 0.6
+CLOSE_SCORE = 0.27
+"""The detector's firing level (`online.Settings.fire_score`)."""
+CALM_INTERVALS = 4
 
 
 def _detector_class() -> Any:
@@ -77,13 +80,13 @@ class Online:
             end_us = (cur + 1) * BUCKET_US
             score = float(self._detector(st, slot, mem).update(end_us / 1e6, mean))
             mem.update(b=bucket, s=value, n=1)
-            high = mem.get("hi", 0) + 1 if score >= OPEN_SCORE else 0
-            mem["hi"] = high
+            calm = mem.get("calm", 0) + 1 if score < CLOSE_SCORE else 0
+            mem["calm"] = calm
             evidence = {"metric": metric, "interval_mean": round(mean, 3),
                         "score": round(score, 3), "interval_s": BUCKET_US // 1_000_000,
-                        "open_score": OPEN_SCORE, "sustained_intervals": SUSTAIN}
-            if high >= SUSTAIN:
+                        "open_score": OPEN_SCORE}
+            if score >= OPEN_SCORE:
                 out.append(Finding(Kind.UNUSUAL_VALUE, True, end_us, Severity.INFO, score, evidence))
-            elif score < CLOSE_SCORE:
+            elif calm >= CALM_INTERVALS:
                 out.append(Finding(Kind.UNUSUAL_VALUE, False, end_us, Severity.INFO, score, evidence))
         return out

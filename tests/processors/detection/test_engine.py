@@ -195,20 +195,45 @@ class _Mean:
         return m
 
 
-def test_online_detector_needs_a_sustained_high_score() -> None:
-    """Interval means are scored; two high intervals in a row open unusual_value, a low one closes."""
+def test_online_detector_scores_interval_means() -> None:
+    """Quarter-hour means are scored; a high one opens unusual_value, four calm ones close it."""
     from maillage.processors.detection import online_series
 
     eng = Engine({}, {}, online=True)
     eng.online = online_series.Online(_Mean)
     q = 15 * MIN
-    # 4 readings per quarter hour; quarters: low, high, low, high, high, low, (one to close it)
-    quarters = [10, 2000, 10, 2000, 2000, 10, 10]
+    # 4 readings per quarter hour; the second quarter's mean is high, only its mean is scored.
+    quarters = [10, 2000, 10, 10, 10, 10, 10]
     out: list[Transition] = []
     for k, p in enumerate(quarters):
         for j in range(4):
             out += eng.handle(METER, reading(METER, T0 - T0 % q + k * q + j * q // 4, active_power_w=p))
     assert changes(out) == [("open", "unusual_value", "info"), ("close", "unusual_value", "info")]
-    assert out[0].anomaly.start_us == T0 - T0 % q + 5 * q  # end of the second high quarter
+    assert out[0].anomaly.start_us == T0 - T0 % q + 2 * q  # the end of the high quarter
+    assert out[1].anomaly.end_us == T0 - T0 % q + 6 * q  # after four calm quarters
     st = eng.devices[("t1", "m1")]
     assert DeviceState.from_json(st.to_json()).memory["online:active_power_w"]["det"] == {"n": 6}
+
+
+def test_online_detector_real_module_round_trips() -> None:
+    """With the real detector, a checkpointed state resumes with the same scores."""
+    from maillage.processors.detection import online_series
+
+    q = 15 * MIN
+    powers = [300 + 200 * ((k // 8) % 2) + (k % 5) for k in range(300)] + [9000] * 3 + [300] * 40
+
+    def run_from(cut: int) -> list[str]:
+        eng = Engine({}, {}, online=True)
+        out: list[Transition] = []
+        for k, p in enumerate(powers):
+            if k == cut:
+                saved = {key: s.to_json() for key, s in eng.take_dirty()[0].items()}
+                eng = Engine({}, {}, online=True)
+                for key, raw in saved.items():
+                    eng.put_device(key, DeviceState.from_json(raw))
+            out += eng.handle(METER, reading(METER, T0 - T0 % q + k * q, active_power_w=p))
+        assert isinstance(eng.online, online_series.Online) and eng.online.cls is not None
+        return [t.event_id for t in out]
+
+    whole = run_from(-1)
+    assert whole and whole == run_from(150) == run_from(301)
