@@ -57,4 +57,4 @@ def clean_errors(func: F) -> F:
             )
             fail(problems)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps func's signature

@@ -82,7 +82,7 @@ def devices_add(
 ) -> None:
     """Register one device and print its MQTT credentials (shown once)."""
     settings = settings_for(data_dir)
-    spec = DeviceSpec(device_id=id, type=type, lat=lat, lon=lon, site=site,  # type: ignore[arg-type]
+    spec = DeviceSpec(device_id=id, type=type, lat=lat, lon=lon, site=site,  # type: ignore[arg-type]  # pydantic parses the str
                       commune=commune, district=district, building=building, dwelling=dwelling,
                       meta=_meta(meta or []), expected_interval_s=expected_interval)
     cred = broker_registrar(settings)(tenant, [spec])[0]

@@ -128,7 +128,7 @@ def _callgrind(saved: str, kind: str, passes: int) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
            "-c", boot]
     err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
-    return int(re.search(r"Collected : (\d+)", err).group(1))  # type: ignore[union-attr]
+    return int(re.search(r"Collected : (\d+)", err).group(1))  # type: ignore[union-attr]  # callgrind prints it
 
 
 def _replay(saved: str, kind: str, passes: int) -> None:

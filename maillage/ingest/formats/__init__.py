@@ -85,7 +85,7 @@ def envelope(ctx: MessageContext, fmt: SourceFormat, ts: datetime | None,
             return _trusted(ctx.tenant, ctx.device_id, kind, ts_us, rx, fmt, values, attrs,
                             unknown, seq, event, ctx.key)
     if ts is None:
-        ts = EPOCH + ts_us * MICROSECOND  # type: ignore[operator]
+        ts = EPOCH + ts_us * MICROSECOND  # type: ignore[operator]  # parsers give ts or ts_us
     return Envelope(tenant=ctx.tenant, device_id=ctx.device_id, kind=kind, ts=ts,
                     received_at=ctx.received_at, source_format=fmt, seq=seq, values=values,
                     event=event, attrs=attrs, unknown_metrics=unknown)

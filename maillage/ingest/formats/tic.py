@@ -197,7 +197,7 @@ def frame_time_us(horodate: str) -> int | None:
         hour, rest = divmod(int(clock), 10_000)
         minute, second = divmod(rest, 100)
         if hour < 24 and minute < 60 and second < 60:
-            return day + ((hour * 60 + minute) * 60 + second) * 1_000_000 - offset  # type: ignore[operator]
+            return day + ((hour * 60 + minute) * 60 + second) * 1_000_000 - offset  # type: ignore[operator]  # offset set when day is
     ts = frame_time(horodate)
     if ts is None:
         return None
