@@ -15,6 +15,7 @@ from maillage.cli.broker import broker_app
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
+from maillage.cli.eval import eval_app
 from maillage.config import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(processor_app, name="processor")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(broker_app, name="broker")
+app.add_typer(eval_app, name="eval")
 
 
 def _db(settings: Settings) -> str:
