@@ -142,6 +142,39 @@ def save_group_states(*, conn: psycopg.Connection, rows: Sequence[tuple[str, str
         (list(cols[0]), list(cols[1]), [s.decode() for s in cols[2]]))
 
 
+def save_series(*, conn: psycopg.Connection, rows: Sequence[tuple[str, str, str, bytes]]) -> None:
+    """Upsert detector states: (tenant, device_id, slot, state JSON)."""
+    if not rows:
+        return
+    cols = list(zip(*rows, strict=True))
+    conn.execute(
+        """
+        INSERT INTO detection_series (tenant_id, device_id, slot, state, updated_at)
+        SELECT u.tenant, u.device, u.slot, u.state::jsonb, now()
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u (tenant, device, slot, state)
+        JOIN tenants t ON t.id = u.tenant
+        ON CONFLICT (tenant_id, device_id, slot) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+        """,
+        (list(cols[0]), list(cols[1]), list(cols[2]), [s.decode() for s in cols[3]]))
+
+
+def load_series(*, conn: psycopg.Connection,
+                keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, bytes]]:
+    """The stored detector states of these devices, by slot."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT s.tenant_id, s.device_id, s.slot, s.state::text FROM detection_series s "
+        "JOIN unnest(%s::text[], %s::text[]) AS k (tenant, device) "
+        "ON s.tenant_id = k.tenant AND s.device_id = k.device",
+        ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+    out: dict[tuple[str, str], dict[str, bytes]] = {}
+    for r in rows:
+        out.setdefault((r[0], r[1]), {})[r[2]] = r[3].encode()
+    return out
+
+
 def load_device_states(*, conn: psycopg.Connection,
                        keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
     """The stored states of these devices (absent when never checkpointed)."""

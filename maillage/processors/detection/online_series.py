@@ -45,10 +45,10 @@ class Online:
     def __init__(self, detector_class: Any = None) -> None:
         self.cls = detector_class if detector_class is not None else _detector_class()
 
-    def _detector(self, st: Any, slot: str, mem: dict[str, Any]) -> Any:
+    def _detector(self, st: Any, slot: str) -> Any:
         det = st.detectors.get(slot)
         if det is None:
-            saved = mem.get("det")
+            saved = st.series.pop(slot, None)
             det = self.cls.from_state(saved) if saved is not None else self.cls()
             st.detectors[slot] = det
         return det
@@ -78,7 +78,8 @@ class Online:
                 continue
             mean = mem["s"] / mem["n"]
             end_us = (cur + 1) * BUCKET_US
-            score = float(self._detector(st, slot, mem).update(end_us / 1e6, mean))
+            score = float(self._detector(st, slot).update(end_us / 1e6, mean))
+            st.series_dirty.add(slot)
             mem.update(b=bucket, s=value, n=1)
             calm = mem.get("calm", 0) + 1 if score < CLOSE_SCORE else 0
             mem["calm"] = calm

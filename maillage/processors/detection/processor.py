@@ -186,8 +186,9 @@ class DetectionSink:
         self.directory.resolve(conn, keys)
         eng = self.engine
         missing = [k for k in keys if k not in eng.devices and self.directory.get(k) is not None]
+        series = db.load_series(conn=conn, keys=missing) if eng.online is not None else {}
         for k, raw in db.load_device_states(conn=conn, keys=missing).items():
-            eng.put_device(k, DeviceState.from_json(raw))
+            eng.put_device(k, DeviceState.from_json(raw, series.get(k)))
         if eng.tables.group_rules:
             groups = set()
             for k in keys:
@@ -224,6 +225,8 @@ class DetectionSink:
         devices, groups = self.engine.take_dirty()
         db.save_device_states(conn=conn, rows=[
             (k[0], k[1], st.to_json(), *st.plain_columns()) for k, st in devices.items()])
+        db.save_series(conn=conn, rows=[(k[0], k[1], slot, raw) for k, st in devices.items()
+                                        for slot, raw in st.series_json().items()])
         db.save_group_states(conn=conn, rows=[(k[0], k[1], g.to_json()) for k, g in groups.items()])
         db.save_offsets(conn=conn, consumer_group=self.group_id, offsets=self._next)
 

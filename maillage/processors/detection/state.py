@@ -6,8 +6,8 @@ series of the statistical detector), the anomalies it has open (keyed by kind, o
 `"<device>/<kind>"` when a finding named another device) and its event-time clock (the latest
 measurement time per stream, from which the watermark follows). A group state (a dwelling's
 sensors, a cabinet's lamps: `model.group_of`) holds the memory shared by the group's rules and the
-anomalies they opened. Both round-trip through JSON unchanged; live statistical detectors are kept
-beside the memory and written into it only when the state is serialised.
+anomalies they opened. Both round-trip through JSON unchanged. The statistical detectors' states
+(larger, changing once per interval) are checkpointed apart, only when they changed.
 """
 
 from __future__ import annotations
@@ -84,7 +84,11 @@ class DeviceState:
     clock: dict[str, int] = field(default_factory=dict)
     """Latest measurement time (epoch µs) per stream: reading, event, status."""
     detectors: dict[str, Any] = field(default_factory=dict)
-    """Live statistical detectors by memory slot (not serialised as such: see `to_json`)."""
+    """Live statistical detectors by memory slot, checkpointed apart (`series_json`)."""
+    series: dict[str, Any] = field(default_factory=dict)
+    """Checkpointed detector states not turned into live detectors yet (slot -> state dict)."""
+    series_dirty: set[str] = field(default_factory=set)
+    """Slots whose detector changed since the last `series_json()`."""
 
     @property
     def seen(self) -> Memory:
@@ -95,19 +99,28 @@ class DeviceState:
         return slot
 
     def to_dict(self) -> dict[str, Any]:
-        for slot, det in self.detectors.items():  # live detectors into their memory slots
-            self.memory.setdefault(slot, {})["det"] = det.to_state()
         return {"m": self.memory, "o": {k: v.to_json() for k, v in self.open.items()},
                 "c": self.clock}
+
+    def series_json(self, everything: bool = False) -> dict[str, bytes]:
+        """The detector states changed since the last call (or all), as JSON by slot.
+
+        Detector states are larger than the rest and change once per interval, not per record:
+        they are checkpointed apart, only when they changed."""
+        slots = set(self.detectors) if everything else self.series_dirty
+        out = {slot: orjson.dumps(self.detectors[slot].to_state())
+               for slot in slots if slot in self.detectors}
+        self.series_dirty = set()
+        return out
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> DeviceState:
+    def from_json(cls, raw: bytes | str, series: dict[str, bytes | str] | None = None) -> DeviceState:
         d = orjson.loads(raw)
         return cls(d.get("m", {}), {k: Opened.from_json(v) for k, v in d.get("o", {}).items()},
-                   d.get("c", {}))
+                   d.get("c", {}), series={k: orjson.loads(v) for k, v in (series or {}).items()})
 
     def plain_columns(self) -> tuple[int | None, int | None, float | None]:
         """(last_ts µs, last_rx µs, interval_s) for the `detection_state` columns."""

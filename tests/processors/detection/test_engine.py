@@ -212,7 +212,8 @@ def test_online_detector_scores_interval_means() -> None:
     assert out[0].anomaly.start_us == T0 - T0 % q + 2 * q  # the end of the high quarter
     assert out[1].anomaly.end_us == T0 - T0 % q + 6 * q  # after four calm quarters
     st = eng.devices[("t1", "m1")]
-    assert DeviceState.from_json(st.to_json()).memory["online:active_power_w"]["det"] == {"n": 6}
+    assert st.series_json() == {"online:active_power_w": b'{"n":6}'}
+    assert st.series_json() == {}  # only what changed since
 
 
 def test_online_detector_real_module_round_trips() -> None:
@@ -227,10 +228,10 @@ def test_online_detector_real_module_round_trips() -> None:
         out: list[Transition] = []
         for k, p in enumerate(powers):
             if k == cut:
-                saved = {key: s.to_json() for key, s in eng.take_dirty()[0].items()}
+                saved = {key: (s.to_json(), s.series_json()) for key, s in eng.take_dirty()[0].items()}
                 eng = Engine({}, {}, online=True)
-                for key, raw in saved.items():
-                    eng.put_device(key, DeviceState.from_json(raw))
+                for key, (raw, series) in saved.items():
+                    eng.put_device(key, DeviceState.from_json(raw, series))
             out += eng.handle(METER, reading(METER, T0 - T0 % q + k * q, active_power_w=p))
         assert isinstance(eng.online, online_series.Online) and eng.online.cls is not None
         return [t.event_id for t in out]

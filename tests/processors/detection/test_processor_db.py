@@ -65,3 +65,13 @@ def test_states_offsets_round_trip(db_url: str, det_tenant: str) -> None:
             ("maillage.readings", 0): 12, ("maillage.events", 1): 3}
         info = db.device_rows(conn=conn, keys=[(det_tenant, "l1")])
     assert dict(zip(db.DEVICE_COLUMNS, info[0], strict=True))["meta"] == {"cabinet": "c1"}
+
+
+def test_detector_states_are_kept_apart(db_url: str, det_tenant: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            db.save_series(conn=conn, rows=[(det_tenant, "m1", "online:active_power_w", b'{"n": 1}')])
+            db.save_series(conn=conn, rows=[(det_tenant, "m1", "online:active_power_w", b'{"n": 2}'),
+                                            (det_tenant, "c1", "online:active_power_w", b'{"n": 5}')])
+        got = db.load_series(conn=conn, keys=[(det_tenant, "m1"), (det_tenant, "h1")])
+    assert got == {(det_tenant, "m1"): {"online:active_power_w": b'{"n": 2}'}}
