@@ -41,7 +41,7 @@ def _power(meter: int, i: int) -> float:
 
 def _expected(tenant: str) -> list[Transition]:
     t = load_tables(["tests.processors.detection.rules_fixture"])
-    eng = Engine(t.rules, t.group_rules, quality=t.quality, online=False)
+    eng = Engine(t.rules, t.group_rules, quality=t.quality)  # as the subprocess runs it
     out: list[Transition] = []
     for m in range(METERS):
         dev = DeviceInfo(tenant, f"m{m}", "meter")
