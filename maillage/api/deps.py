@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 import psycopg
@@ -11,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
 from maillage.registry.models import DeviceType, Role
-from maillage.registry.tokens import Principal, lookup_token
+from maillage.registry.tokens import Principal, TokenRefused, authenticate
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -34,18 +35,36 @@ async def principal(
     conn: ConnDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The token's principal; 401 without a valid bearer token."""
+    """The token's principal; 401 without a valid bearer token (unknown, expired, revoked)."""
+    return await _authenticate(conn, creds)
+
+
+async def _authenticate(conn: psycopg.AsyncConnection,
+                        creds: HTTPAuthorizationCredentials | None) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
-    found = await lookup_token(conn=conn, token=creds.credentials)
-    if found is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked token",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return found
+    try:
+        return await authenticate(conn=conn, token=creds.credentials)
+    except TokenRefused as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc),
+                            headers={"WWW-Authenticate": "Bearer"}) from exc
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+async def principal_released(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The principal, giving its pooled connection back at once (for long-lived streams, which
+    would otherwise hold one of the pool's few connections for their whole life)."""
+    async with pool(request).connection() as conn:
+        return await _authenticate(conn, creds)
+
+
+ReleasedPrincipalDep = Annotated[Principal, Depends(principal_released)]
 
 CARE_TYPES = [t.value for t in DeviceType if t.is_care]
 ENERGY_TYPES = [t.value for t in DeviceType if not t.is_care]
@@ -71,3 +90,37 @@ def require_roles(*roles: Role) -> Any:
         return p
 
     return Depends(check)
+
+
+def care_scope(p: Principal) -> bool | None:
+    """Which care-flagged rows a role sees: None both, True care only, False no care."""
+    if p.role is Role.CARE_COORDINATOR:
+        return True
+    if p.role is Role.ADMIN:
+        return None
+    return False
+
+
+def tenant_scope(p: Principal, tenant: str | None) -> str | None:
+    """The tenant to read: the token's own; an all-tenants admin may name one (None: all)."""
+    if p.tenant is None:
+        return tenant
+    if tenant is not None and tenant != p.tenant:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} not found")
+    return p.tenant
+
+
+def aware(name: str, value: datetime | None) -> datetime | None:
+    """A query time, refused (422) without a time zone."""
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"{name}: give a time zone (e.g. 2026-11-23T00:00:00Z or +01:00)")
+    return value
+
+
+def window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """`from` and `to`, both with a zone, `to` after `from` (422 otherwise)."""
+    start, end = aware("from", start), aware("to", end)
+    if start and end and end <= start:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'to' must be after 'from'")
+    return start, end
