@@ -52,9 +52,10 @@ CLIMATE_NOISE_C = 0.5
 CLIMATE_MIN_US = 2 * HOUR_US
 """Held this long ("for hours") before it is raised."""
 
-ACTIVITY_EVENTS = {"motion": "h", "presence": "h", "bed_exit": "h", "panic_button": "h",
-                   "help_cancelled": "h", "door_open": "o", "door_closed": "o", "bed_enter": "b"}
-"""Events that show the resident active, with the context of the gap they start (home, out, bed)."""
+ACTIVITY_EVENTS = {"motion": "h", "presence": "h", "bed_exit": "h", "panic_button": "=",
+                   "help_cancelled": "=", "door_open": "o", "door_closed": "o", "bed_enter": "b"}
+"""Events that show the resident active, with the context of the gap they start (home, out, bed;
+`=` for the pendant, worn everywhere: the context stays)."""
 ACTIVITY_SENSORS = frozenset({"care_motion", "care_door", "care_bed"})
 KNOWN_INTERVALS = 1.5
 """A sensor is trusted to have reported what happened up to this many intervals after its last
@@ -259,6 +260,8 @@ def _activity(device: DeviceInfo, memory: Memory, ts: int, ev: str, ctx: str,
                            {"activity": ev}, device_id=li))
     elif last is not None and not memory.pop("nl", None):
         _learn_gap(memory, memory.get("ak", "h"), (ts - last) / MIN_US, ctx_end=ctx)
+    if ctx == "=":
+        ctx = memory.get("ak", "h")
     if ctx == "h" and ts - memory.get("dr", 0) <= DOOR_CONTEXT_US:
         ctx = "o"
     if memory.get("bd") == 1:
@@ -271,7 +274,7 @@ def _activity(device: DeviceInfo, memory: Memory, ts: int, ev: str, ctx: str,
 
 def _learn_gap(memory: Memory, ctx: str, gap_min: float, *, ctx_end: str) -> None:
     """Learn a gap that raised nothing: an outing (door to door), else at home by start hour."""
-    if ctx == "b":
+    if ctx == "b" or ctx_end == "=":  # a pendant press splits a gap anywhere: not learned
         return
     if ctx == "o" and ctx_end == "o":
         memory["go"] = _decayed_max(memory.get("go", PRIOR_OUT_MIN), gap_min)

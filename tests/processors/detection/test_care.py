@@ -348,3 +348,36 @@ def test_local_time_follows_daylight_saving() -> None:
     summer = to_us(datetime(2026, 7, 5, 3, 0, tzinfo=PARIS))
     assert care._local_min(PARIS, mem, winter) == 180
     assert care._local_min(PARIS, mem, summer) == 180
+
+
+def test_held_back_sensor_does_not_make_inactivity() -> None:
+    """The living-room sensor's records of three hours arrive late, in one burst, while the
+    resident sits there: nothing is known missing, so nothing is raised."""
+    life = week(7)
+    life.go(at(7, 0), at(7, 7.5), "bed")
+    life.recs.append(event(BED, at(7, 7.5), "bed_exit"))
+    life.stay(at(7, 7.5), at(7, 9), "kitchen")
+    life.stay(at(7, 9), at(7, 12), "living")
+    life.stay(at(7, 12), at(7, 14), "kitchen")
+    life.heartbeats(at(0, 0), at(7, 14))
+    recs = life.sorted()
+    held = [r for r in recs if r[0] is LIVING and at(7, 9) <= r[1].ts_us < at(7, 12)]
+    rest = [r for r in recs if not (r[0] is LIVING and at(7, 9) <= r[1].ts_us < at(7, 12))]
+    cut = next(i for i, r in enumerate(rest) if r[1].ts_us >= at(7, 12.5))
+    out = run(engine(), [*rest[:cut], *held, *rest[cut:]])
+    assert out == []
+
+
+def test_panic_pressed_while_out_keeps_the_outing() -> None:
+    """A pendant press during an outing is activity, but the resident is still out: the gap that
+    follows is judged as an outing, not as inactivity at home."""
+    life = week(7)
+    life.go(at(7, 0), at(7, 7.5), "bed")
+    life.recs.append(event(BED, at(7, 7.5), "bed_exit"))
+    life.stay(at(7, 7.5), at(7, 14), "living")
+    life.go(at(7, 14), at(7, 17), "out")
+    life.stay(at(7, 17), at(7, 19), "living")
+    life.recs.append(event(BUTTON, at(7, 14.5), "panic_button"))
+    life.heartbeats(at(0, 0), at(7, 19))
+    out = run(engine(), life.sorted())
+    assert kinds(out) == [("open", "panic_button", "h1-button")]
