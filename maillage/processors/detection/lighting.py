@@ -201,7 +201,7 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
     if g is None:
         g = memory["cab"] = {"pw": {}, "sum": 0.0, "lv": {}, "n": {"off": 0, "dim": 0, "full": 0},
                              "dx": {}, "cr": 0, "cs": 0, "co": False, "ok": 0, "lt": {},
-                             "lc": 0, "gap": 0}
+                             "lc": 0, "gap": 0, "cp": None}
     if device.type == "lighting_cabinet":
         return _cabinet(device, g, env)
     v = env.values
@@ -269,9 +269,13 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
     if p is None or (expected and len(g["pw"]) < int(expected)) or not g["pw"]:
         return []
     ts = env.ts_us
+    last = g.get("cp")
+    g["cp"] = p
+    if last is None or abs(p - last) > max(CABINET_MARGIN_W, 0.1 * last):
+        g["lc"] = ts  # the cabinet saw the street switch before its lamps could say so
     if ts - g["lc"] < g["gap"]:  # a lamp may not have reported since the street last switched
         return []
-    lamps = max(g["sum"], 0.0)
+    lamps = g["sum"] if g["sum"] > 0.05 else 0.0  # a running sum keeps rounding dust
     threshold = lamps * (1.0 + CABINET_MARGIN) + CABINET_MARGIN_W
     cab = device.device_id
     if p > threshold:

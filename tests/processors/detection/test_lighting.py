@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ def lamp_info(lamp: str = "l0", **meta: Any) -> DeviceInfo:
 CABINET = DeviceInfo("t", "c1", "lighting_cabinet", PARIS, LAT, LON, meta={"lamps": len(LAMPS)})
 
 
-@lru_cache(maxsize=None)
+@cache
 def dark(minute: int) -> bool:
     """The cabinet's astronomical clock: lamps on while the sun is 3 degrees below the horizon."""
     t = datetime.fromtimestamp(T0 / S + minute * 60, UTC)
@@ -63,9 +63,10 @@ def lamp_values(level: float, hours: float) -> dict[str, float]:
 
 def street(days: float, override: Override | None = None, *, lamps: list[str] = LAMPS,
            cabinet_ratio: Callable[[int], float] | None = None, boost_every_s: int = 0,
-           lamp_every: int = 1, cabinet_every: int = 1) -> Iterator[tuple[DeviceInfo, Envelope]]:
-    """Lamps report every `lamp_every` minutes (staggered), the cabinet every `cabinet_every`
-    minutes what its lamps draw at that moment."""
+           lamp_every: int = 1, cabinet_every: int = 1,
+           stagger: int = 3) -> Iterator[tuple[DeviceInfo, Envelope]]:
+    """Lamps report every `lamp_every` minutes (lamp i `stagger` x i minutes later), the cabinet
+    every `cabinet_every` minutes what its lamps draw at that moment."""
     hours = {lamp: 20_000.0 for lamp in lamps}
     infos = {lamp: lamp_info(lamp) for lamp in lamps}
     for minute in range(int(days * DAY_S / 60)):
@@ -82,7 +83,7 @@ def street(days: float, override: Override | None = None, *, lamps: list[str] = 
             if values["lamp_power_w"] > 0:
                 hours[lamp] += 1 / 60
             total += values["lamp_power_w"]
-            if (minute + 3 * i) % lamp_every:
+            if (minute + stagger * i) % lamp_every:
                 continue
             ts = T0 + s * S
             yield infos[lamp], Envelope.trusted("t", lamp, "reading", ts, ts, SourceFormat.JSON,
@@ -138,14 +139,25 @@ def daylight(day: int) -> tuple[int, int]:
 
 # -- quiet -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("boost_every_s", "lamp_every", "cabinet_every"),
-                         [(0, 1, 1), (1_800, 1, 1), (0, 15, 5), (0, 10, 10)])
+@pytest.mark.parametrize(("boost_every_s", "lamp_every", "cabinet_every", "stagger"),
+                         [(0, 1, 1, 3), (1_800, 1, 1, 3), (0, 15, 5, 3), (0, 15, 2, 0),
+                          (0, 10, 10, 0)])
 def test_quiet_on_normal_days_and_nights(boost_every_s: int, lamp_every: int,
-                                         cabinet_every: int) -> None:
+                                         cabinet_every: int, stagger: int) -> None:
     """Three days of switching, night dimming and presence boosts, lamps reporting every minute
-    or every quarter of an hour: not a single finding (the cabinet waits for fresh lamps)."""
+    or every quarter of an hour, apart or all at once: not a single finding (the cabinet waits
+    until its lamps can have reported since the street switched)."""
     assert run(street(3, boost_every_s=boost_every_s, lamp_every=lamp_every,
-                      cabinet_every=cabinet_every)) == []
+                      cabinet_every=cabinet_every, stagger=stagger)) == []
+
+
+def test_a_day_burner_is_not_a_cabinet_overconsumption() -> None:
+    """One lamp lit by day: the cabinet meters it before the lamp's next report, then agrees."""
+    at = 10 * 3600 + 10  # 11:00:10 Paris, just after the lamps reported
+    found = run(street(1, burning_by_day(at, 14 * 3600), lamp_every=15, cabinet_every=2,
+                       stagger=0))
+    assert not spans(found, Kind.CABINET_OVERCONSUMPTION)
+    assert set(spans(found, Kind.DAY_BURNER)) == {"l1"}
 
 
 def test_daylight_window_leaves_civil_twilight_to_the_lamps() -> None:
