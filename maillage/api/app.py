@@ -14,15 +14,27 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from maillage import __version__
 from maillage.api import errors
-from maillage.api.routes import anomalies, buckets, devices, health, readings, rejected
+from maillage.api.routes import (
+    access_log,
+    alerts,
+    anomalies,
+    buckets,
+    devices,
+    health,
+    readings,
+    rejected,
+    tokens,
+)
 from maillage.registry.models import DeviceCredentials, DeviceSpec
 
 RegisterFn = Callable[[str, Sequence[DeviceSpec]], list[DeviceCredentials]]
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def create_app(database_url: str, *, register_devices: RegisterFn | None = None) -> FastAPI:
-    """The API over `database_url`; `register_devices` installs MQTT credentials (needs the broker)."""
+def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
+               sse_heartbeat_s: float = alerts.HEARTBEAT_S) -> FastAPI:
+    """The API over `database_url`; `register_devices` installs MQTT credentials (needs the broker);
+    `sse_heartbeat_s`: comment lines on idle alert streams."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +52,8 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None)
     app = FastAPI(title="maillage", version=__version__, lifespan=lifespan,
                   description="Smart-territory IoT backbone: meters, public lighting, home care.")
     app.state.register_devices = register_devices or _no_broker
+    app.state.database_url = database_url  # the alert stream's LISTEN connections
+    app.state.sse_heartbeat_s = sse_heartbeat_s
     errors.install(app)
     app.include_router(health.router)
     app.include_router(devices.router)
@@ -47,6 +61,10 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None)
     app.include_router(buckets.router)
     app.include_router(rejected.router)
     app.include_router(anomalies.router)
+    app.include_router(alerts.stream_router)
+    app.include_router(alerts.router)
+    app.include_router(tokens.router)
+    app.include_router(access_log.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
