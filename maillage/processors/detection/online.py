@@ -13,7 +13,8 @@ How it scores a reading (docs/detection.md, "Online statistical detector and NAB
    a close vector nudges its prototype, a far one becomes a new prototype, replacing the least
    used when full). A vector farther than `vigilance` from every prototype is novel.
 3. Score: the distance in vigilance units, scaled so that the novelty boundary sits at
-   `1 / novelty_units`, damped while the detector has seen few readings. After a firing (a
+   `1 / novelty_units`, damped while the detector has seen few readings; a value outside the
+   running range by more than `range_margin` of it scores 1 (damped). After a firing (a
    novel reading) the next `refractory` scores are capped just below the firing level: one
    event is reported once, which is what an operator (and NAB) wants.
 
@@ -66,6 +67,8 @@ class Settings:
     """Readings after a firing whose score is capped below the firing level."""
     fire_score: float = 0.27
     """A score at or above this fires (and starts the refractory period)."""
+    range_margin: float = 0.05
+    """A value beyond the running range by more than this fraction of it scores 1 (damped)."""
 
 
 class OnlineDetector:
@@ -95,11 +98,14 @@ class OnlineDetector:
             return 0.0  # nothing to learn from; the caller's quality rules see such values
         s = self.settings
         self.n += 1
+        breach = False
         if not self.ema:
             self.ema = [x] * len(s.alphas)
             self.lo = self.hi = x
         else:
             self.ema = [e + a * (x - e) for e, a in zip(self.ema, s.alphas, strict=True)]
+            margin = s.range_margin * (self.hi - self.lo)
+            breach = margin > 0 and (x > self.hi + margin or x < self.lo - margin)
             if x < self.lo:
                 self.lo = x
             elif x > self.hi:
@@ -125,6 +131,8 @@ class OnlineDetector:
             return 0.0
         confidence = 1.0 - math.exp(-self.n / s.confidence_readings)
         score = min(1.0, d / s.vigilance / s.novelty_units * confidence)
+        if breach:
+            score = confidence  # a value clearly outside everything seen so far
         if self.n - self.last_fire < s.refractory:
             return min(score, 0.9 * s.fire_score)
         if score >= s.fire_score:
