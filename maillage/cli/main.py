@@ -11,6 +11,7 @@ import prometheus_client
 import psycopg
 import typer
 
+from maillage.cli.alerts import alerts_app
 from maillage.cli.broker import broker_app
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
@@ -33,6 +34,7 @@ app.add_typer(processor_app, name="processor")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(broker_app, name="broker")
 app.add_typer(eval_app, name="eval")
+app.add_typer(alerts_app, name="alerts")
 
 
 def _db(settings: Settings) -> str:
@@ -261,6 +263,45 @@ async def _detection(runner, db_url: str, bootstrap: str, stop: asyncio.Event,  
         tasks.append(asyncio.create_task(silent_job.watch(database_url=db_url, stop=stop)))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            raise r
+
+
+@processor_app.command("alerting")
+@clean_errors
+def processor_alerting(data_dir: DataDir = None) -> None:
+    """Run the alerting processor (maillage.anomalies -> alerts, escalation, notifications)."""
+    from maillage.processors.alerting.lifecycle import GROUP, TOPICS, AlertingSink
+    from maillage.processors.alerting.settings import AlertingSettings
+    from maillage.processors.runner import Runner
+    from maillage.stack.state import database_url, kafka_bootstrap
+
+    settings = settings_for(data_dir, "alerting")
+    db_url = database_url(settings)
+    alerting = AlertingSettings()
+    sink = AlertingSink(db_url, alerting)
+    runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
+                    flush_ms=20)
+    try:
+        _serve(lambda stop: _alerting(runner, db_url, alerting, stop), "alerting", settings)
+    finally:
+        sink.close()
+
+
+async def _alerting(runner, db_url: str, alerting, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+    """The runner, the escalation tick and the notification sender: one failing stops the others."""
+    from maillage.processors.alerting import escalation
+    from maillage.processors.alerting.outbox import Sender
+
+    tasks = [asyncio.create_task(runner.run(stop)),
+             asyncio.create_task(escalation.run(db_url, stop, tick_s=alerting.alert_escalation_tick_s)),
+             asyncio.create_task(Sender(db_url, alerting).run(stop))]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -138,6 +138,9 @@ class Supervisor:
         # One detection process: group rules need a dwelling's or cabinet's devices together.
         self._child(ManagedProcess("detection", _maillage("processor", "detection", *dd),
                                    logs / "detection.log", env=env))
+        # Alerts from anomalies, escalation and notifications (webhooks, e-mail).
+        self._child(ManagedProcess("alerting", _maillage("processor", "alerting", *dd),
+                                   logs / "alerting.log", env=env))
         for i in range(s.gateway_processes):
             self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
                                        logs / f"gateway-{i}.log", env=env))

@@ -1,6 +1,7 @@
 -- Alerting stage: alerts (one live alert per tenant and problem), their history and the live
 -- stream's feed (alert_events; writers NOTIFY alert_events, '<id>' after commit), who is told
 -- (notification_subscriptions, escalation_policies) and the notification outbox with its attempts.
+-- alerting_processed keeps the transitions already applied (replays change nothing).
 -- Named 0011 rather than 0010: 0010_detection_series already holds that place in the chain.
 -- depends: 0010_detection_series
 
@@ -92,4 +93,11 @@ CREATE TABLE notification_attempts (
     at         timestamptz NOT NULL DEFAULT now(),
     ok         boolean NOT NULL,
     detail     text NOT NULL            -- HTTP status / SMTP reply / error
+);
+
+-- The `maillage.anomalies` transitions the alerting processor applied (by event_id), so that a
+-- replayed transition changes nothing; rows older than a week are pruned.
+CREATE TABLE alerting_processed (
+    event_id     text PRIMARY KEY,
+    processed_at timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,1 @@
+"""The alerting stage: anomalies -> alerts (grouping, lifecycle), escalation, notifications."""
