@@ -53,3 +53,9 @@ def late_seen(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fin
 
 RULES = {"meter": [high_power], "care_button": [fall], "care_hub": [fall]}
 GROUP_RULES = {"streetlight": [cabinet_sum]}
+
+
+def on_rejected(device: DeviceInfo, memory: Memory, reason: str, rx_us: int) -> Iterable[Finding]:
+    """A rejected message opens malformed_payload (the quality module's hook, simplified)."""
+    memory["rejects"] = memory.get("rejects", 0) + 1
+    return (Finding(Kind.MALFORMED_PAYLOAD, True, rx_us, Severity.WARNING, 0.5, {"reason": reason}),)

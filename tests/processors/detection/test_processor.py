@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from maillage import topics
+from maillage.envelope import DlqRecord, from_us
 from maillage.processors.detection.engine import Engine, load_tables
 from maillage.processors.detection.outbox import Relay
 from maillage.processors.detection.processor import TOPICS, DetectionSink
@@ -20,7 +21,7 @@ from tests.processors.detection.conftest import (MIN, T0, anomaly_rows, fall, pr
 
 def _engine() -> Engine:
     t = load_tables(["tests.processors.detection.rules_fixture"])
-    return Engine(t.rules, t.group_rules, quality=t.quality, online=False)
+    return Engine(t.rules, t.group_rules, quality=t.quality, on_rejected=t.on_rejected, online=False)
 
 
 async def _run(db_url: str, bootstrap: str, group: str, until: Any, timeout: float = 60) -> DetectionSink:
@@ -54,16 +55,20 @@ def test_records_become_rows_outbox_topic_and_checkpoint(db_url: str, services: 
         *[reading(tenant, "m1", T0 + i * MIN, active_power_w=p) for i, p in enumerate(powers)],
         fall(tenant, "h1", T0 + 3 * MIN),
         *[reading(tenant, f"l{i}", T0 + i * MIN, lamp_power_w=0) for i in range(3)],
+        (topics.DLQ, f"{tenant}/c1".encode(), DlqRecord(
+            mqtt_topic=f"maillage/{tenant}/c1/up/json", tenant=tenant, device_id="c1",
+            received_at=from_us(T0), reason="bad_json", detail="x", payload=b"{").to_kafka()),
     ])
     group = f"det-{uuid.uuid4().hex[:8]}"
 
     def done(sink: DetectionSink) -> bool:
-        return len(anomaly_rows(db_url, tenant)) >= 3 and sink.poison >= 1
+        return len(anomaly_rows(db_url, tenant)) >= 4 and sink.poison >= 1
 
     sink = asyncio.run(_run(db_url, bootstrap, group, done))
     rows = anomaly_rows(db_url, tenant)
     kinds = {(r[1], r[2]): r for r in rows}
-    assert set(kinds) == {("m1", "over_subscribed_power"), ("h1", "fall"), ("c1", "lamp_failure")}
+    assert set(kinds) == {("m1", "over_subscribed_power"), ("h1", "fall"), ("c1", "lamp_failure"),
+                          ("c1", "malformed_payload")}
     assert kinds[("m1", "over_subscribed_power")][4] is False  # closed
     assert kinds[("h1", "fall")][3:7] == ("critical", True, None, True)  # open, care
     assert kinds[("c1", "lamp_failure")][5:7] == ("cabinet:c1", False)
@@ -81,7 +86,7 @@ def test_records_become_rows_outbox_topic_and_checkpoint(db_url: str, services: 
     assert pending == (0,)
     produced = asyncio.run(read_anomalies(bootstrap, tenant))
     assert sorted((d["device_id"], d["kind"], d["change"]) for d in produced) == [
-        ("c1", "lamp_failure", "open"), ("h1", "fall", "open"),
+        ("c1", "lamp_failure", "open"), ("c1", "malformed_payload", "open"), ("h1", "fall", "open"),
         ("m1", "over_subscribed_power", "close"), ("m1", "over_subscribed_power", "open")]
 
     # A second run, same group: resumes at the checkpoint (no transition again) with the state.
@@ -89,13 +94,13 @@ def test_records_become_rows_outbox_topic_and_checkpoint(db_url: str, services: 
                              for i, p in enumerate([100, 1600, 100])])
 
     def reopened(sink: DetectionSink) -> bool:
-        return len(anomaly_rows(db_url, tenant)) >= 4
+        return len(anomaly_rows(db_url, tenant)) >= 5
 
     asyncio.run(_run(db_url, bootstrap, group, reopened))
     rows = anomaly_rows(db_url, tenant)
     assert [(r[1], r[2]) for r in rows].count(("m1", "over_subscribed_power")) == 2
     produced = asyncio.run(read_anomalies(bootstrap, tenant))
-    assert len(produced) == 6 and len({d["event_id"] for d in produced}) == 6
+    assert len(produced) == 7 and len({d["event_id"] for d in produced}) == 7
     with psycopg.connect(db_url) as conn:
         n = conn.execute("SELECT state->'m'->'rules_fixture.high_power'->>'n' FROM detection_state "
                          "WHERE tenant_id = %s AND device_id = 'm1'", (tenant,)).fetchone()
