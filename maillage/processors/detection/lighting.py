@@ -31,6 +31,9 @@ DAY_BURNER_HOLD_S = 1_800  # lit in full daylight this long (clock errors and te
 FAILURE_RUN = 2  # readings "lit without power" before a failure (a status says it at once)
 DIM_HOLD_S = 600  # full level while the cabinet's other lamps are dimmed, this long
 DIM_MIN_PEERS = 2
+OWN_DIM_SHARE = 0.8  # a lamp alone: dimmed at this half-hour on most past nights...
+OWN_DIM_ALPHA = 0.3
+OWN_DIM_HOLD_S = 1_800  # ...yet at full level for half an hour
 CABINET_MARGIN = 0.2  # cable losses (a few %, NF C 17-200 allows 3-5 % drop) and metering error
 CABINET_MARGIN_W = 20.0  # the cabinet's own clock, modem and contactor coils
 CABINET_HOLD_S = 300
@@ -98,7 +101,42 @@ def lamp_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fin
     hours = v.get("burning_hours_h")
     if hours is not None:
         _burning(device, m, out, ts, hours)
+    if not device.meta.get("cabinet") and lit:  # no peers to compare with: its own nights
+        _own_dimming(device, m, out, ts, v, status)
     return out
+
+
+def _own_dimming(device: DeviceInfo, m: dict[str, Any], out: list[Finding], ts: int,
+                 v: dict[str, float], status: Any) -> None:
+    """A lamp without a cabinet left at full level where its own past nights were dimmed."""
+    dm = m.get("dm")
+    if dm is None:
+        dm = m["dm"] = [None] * 48
+    b = (local_seconds(device.tz, ts) % 86_400) // 1800
+    level = v.get("dimming_pct", 100.0)
+    full = level >= 100.0 or status == "dimmingFailure"
+    usual = dm[b]
+    ox = m.get("ox")
+    if full and usual is not None and usual >= OWN_DIM_SHARE:
+        if ox is None:
+            ox = m["ox"] = [ts, False, 0]
+        ox[2] += 1
+        at = ts
+        if not ox[1] and ox[2] >= 2 and ts - ox[0] >= OWN_DIM_HOLD_S * US:
+            ox[1], at = True, ox[0]
+        if ox[1]:
+            out.append(Finding(Kind.DIMMING_NOT_APPLIED, True, at, evidence={
+                "dimming_pct": level, "learned_dimmed_share": round(usual, 3),
+                "hold_s": OWN_DIM_HOLD_S}))
+        return
+    if ox is not None:
+        if ox[1] and not full:
+            out.append(Finding(Kind.DIMMING_NOT_APPLIED, False, ts))
+        if not ox[1] or not full:
+            m["ox"] = None
+        return
+    dim = 1.0 if 0.0 < level < 100.0 else 0.0
+    dm[b] = dim if usual is None else usual + OWN_DIM_ALPHA * (dim - usual)
 
 
 def _failure(m: dict[str, Any], out: list[Finding], ts: int, status: Any, on_flag: float | None,

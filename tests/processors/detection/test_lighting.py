@@ -281,6 +281,22 @@ def test_dimming_not_applied_against_dimmed_peers() -> None:
     assert ev["peers_dimmed"] >= 3 and ev["dimming_pct"] == 100.0
 
 
+def test_dimming_not_applied_by_a_lamp_without_cabinet() -> None:
+    """No peers: the lamp's own learned nights (dimmed from 22:30) are the reference."""
+    alone = lamp_info("l3", cabinet=None)
+    at = 2 * DAY_S + 14 * 3600
+    records = [(alone, env) for info, env in street(4.1, stays_full(at, 3 * DAY_S + 14 * 3600),
+                                                     lamps=["l3"], lamp_every=10)
+               if info.type == "streetlight"]
+    found = run(iter(records))
+    (start, stop), = spans(found, Kind.DIMMING_NOT_APPLIED)["l3"]
+    dim_start = 2 * DAY_S + 21 * 3600 + 30 * 60
+    assert dim_start <= start <= dim_start + 1200
+    assert stop is not None and stop > 3 * DAY_S + 21 * 3600
+    assert {f.kind for _, f in found} == {Kind.DIMMING_NOT_APPLIED}
+    assert run(iter(records[: len(records) // 2])) == []  # two normal nights learnt: quiet
+
+
 # -- cabinet ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("lamp_every", "cabinet_every", "late_min"), [(1, 1, 3), (15, 5, 30)])
