@@ -28,6 +28,8 @@ import time
 from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,14 @@ class _Checkpointer(ConsumerRebalanceListener):
         if not isinstance(self.runner.sink, SeekingSink):
             return
         # Records fetched before the seek are dropped (they come again from the sought offsets).
+        # A failure stops the runner: consuming from Kafka's offsets would skip past the state.
         self.runner._seeking = True
         try:
-            seek = await self.runner.sink_hook("assigned", list(assigned))
+            try:
+                seek = await self.runner.sink_hook("assigned", list(assigned))
+            except Exception as exc:  # noqa: BLE001 - re-raised by the consume loop
+                self.runner._failed = exc
+                return
             consumer = self.runner._consumer
             assert consumer is not None
             # No await between the seeks and the end of `_seeking`: a record fetched from a
@@ -123,6 +130,7 @@ class Runner:
         self._lock = asyncio.Lock()
         self._in_flight: asyncio.Task[None] | None = None
         self._seeking = False  # a SeekingSink's assignment hook is running
+        self._failed: BaseException | None = None  # raised in a rebalance callback
         self.records = 0
 
     def _due(self, elapsed_ms: float) -> bool:
@@ -194,6 +202,13 @@ class Runner:
             # Tansu completes a group join after about half the session timeout: keep it short.
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1_000, max_poll_interval_ms=600_000,
+            # aiokafka does not refresh metadata when a partition's offset lookup hits a former
+            # leader (NotLeaderForPartition, after a broker failover): it retries the same broker
+            # until the next periodic refresh, 5 minutes by default. Keep the stall short.
+            metadata_max_age_ms=10_000,
+            # aiokafka has no cooperative rebalancing; the sticky assignor keeps each member's
+            # partitions (and the detection state it loaded for them) across a rebalance.
+            partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
         )
         self._consumer = consumer
         consumer.subscribe(self.topics, listener=_Checkpointer(self))
@@ -204,6 +219,8 @@ class Runner:
                 # Records waiting for the writer: look again soon, it may be free by then.
                 wait_ms = min(self.flush_ms, _WAITING_POLL_MS) if self._uncommitted else self.flush_ms
                 batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.max_records)
+                if self._failed is not None:
+                    raise self._failed
                 if self._seeking:
                     continue
                 for tp, records in batch.items():
