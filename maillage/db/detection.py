@@ -279,9 +279,11 @@ def mark_produced(*, conn: psycopg.Connection, produced: Sequence[tuple[str, int
 
 
 def last_produced_offsets(*, conn: psycopg.Connection) -> dict[int, int]:
-    """The highest Kafka offset recorded per partition of `maillage.anomalies`."""
-    rows = conn.execute("SELECT kafka_partition, max(kafka_offset) FROM anomaly_outbox "
-                        "WHERE produced_at IS NOT NULL GROUP BY kafka_partition").fetchall()
+    """The Kafka offset of the row produced last, per partition of `maillage.anomalies` (the
+    last by commit order, not the highest: an embedded broker restarted empty counts from 0)."""
+    rows = conn.execute("SELECT DISTINCT ON (kafka_partition) kafka_partition, kafka_offset "
+                        "FROM anomaly_outbox WHERE produced_at IS NOT NULL "
+                        "ORDER BY kafka_partition, seq DESC").fetchall()
     return {r[0]: r[1] for r in rows}
 
 
@@ -292,9 +294,8 @@ def prune_outbox(*, conn: psycopg.Connection, keep_days: int = 7) -> int:
         """
         DELETE FROM anomaly_outbox o
         WHERE o.produced_at < now() - make_interval(days => %s)
-          AND o.kafka_offset < (SELECT max(k.kafka_offset) FROM anomaly_outbox k
-                                WHERE k.kafka_partition = o.kafka_partition
-                                  AND k.produced_at IS NOT NULL)
+          AND o.seq < (SELECT max(k.seq) FROM anomaly_outbox k
+                       WHERE k.kafka_partition = o.kafka_partition AND k.produced_at IS NOT NULL)
         """, (keep_days,))
     return cur.rowcount
 

@@ -75,3 +75,19 @@ def test_detector_states_are_kept_apart(db_url: str, det_tenant: str) -> None:
                                             (det_tenant, "c1", "online:active_power_w", b'{"n": 5}')])
         got = db.load_series(conn=conn, keys=[(det_tenant, "m1"), (det_tenant, "h1")])
     assert got == {(det_tenant, "m1"): {"online:active_power_w": b'{"n": 2}'}}
+
+
+def test_relay_resumes_after_the_row_produced_last(db_url: str, det_tenant: str) -> None:
+    """Per partition, the offset of the last row produced (by commit order) and pruning keeps it."""
+    a = Anomaly(det_tenant, "m1", Kind.SPIKE, Severity.WARNING, 0.4, T0 + 7, None, {})
+    ts = [Transition(a, "open"), Transition(replace(a, end_us=T0 + MIN), "close")]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM anomaly_outbox")  # this test owns the relay's view
+        with conn.transaction():
+            db.record_transitions(conn=conn, transitions=ts, care=[False, False])
+        # The broker restarted empty: the second row landed at a lower offset than the first.
+        assert db.mark_produced(conn=conn, produced=[(ts[0].event_id, 0, 500), (ts[1].event_id, 0, 2)]) == 2
+        assert db.last_produced_offsets(conn=conn) == {0: 2}
+        conn.execute("UPDATE anomaly_outbox SET produced_at = now() - interval '8 days'")
+        assert db.prune_outbox(conn=conn) == 1
+        assert db.last_produced_offsets(conn=conn) == {0: 2}
