@@ -27,6 +27,10 @@ class DlqReason(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     TOO_LARGE = "too_large"
     BAD_UNIT = "bad_unit"  # a unit inconsistent with the metric its record names
+    RELAY_NOT_PARENT = "relay_not_parent"  # a relay naming a device not registered under it
+    TOO_MANY_METRIC_NAMES = "too_many_metric_names"  # the tenant's bound on unknown names is reached
+    NOT_STORED = "not_stored"  # a record the storage could never write (stage and error in detail)
+    SKIPPED = "skipped"  # a record storage accepted from Kafka but had nothing to store it under
 
 
 class PayloadError(MaillageError):

@@ -49,8 +49,11 @@ CHANGES_CHANNEL = "maillage_devices"
 """NOTIFY channel of registry changes (migration 0005); the payload is `tenant/device_id`."""
 CLOCK_FLOOR = "2010-01-01T00:00:00Z"
 """Measurements before this are a device's unset clock (1970, 2000-01-01 after a reset), not data."""
+# The last column is the relay a device is registered under (a care sensor's hub, a lamp's
+# cabinet, or a generic `relay`): the only device allowed to speak for it.
 _INGEST = ("SELECT tenant_id, device_id, pk, type, "
-           f"COALESCE(installed_at, '{CLOCK_FLOOR}'::timestamptz) FROM devices")
+           f"COALESCE(installed_at, '{CLOCK_FLOOR}'::timestamptz), "
+           "COALESCE(meta->>'hub', meta->>'cabinet', meta->>'relay') FROM devices")
 
 
 def listen_for_changes(*, conn: psycopg.Connection) -> None:
@@ -65,7 +68,7 @@ def deliver_notifications(*, conn: psycopg.Connection) -> None:
 
 def ingest_view(*, conn: psycopg.Connection, tenant: str | None = None,
                 device_id: str | None = None) -> list[tuple[Any, ...]]:
-    """(tenant, device_id, pk, type, accepted since) of every device, or of one device."""
+    """(tenant, device_id, pk, type, accepted since, parent relay) of every device, or of one."""
     if tenant is None or device_id is None:
         return conn.execute(_INGEST).fetchall()
     return conn.execute(_INGEST + " WHERE tenant_id = %s AND device_id = %s",

@@ -35,6 +35,8 @@ class KnownDevice:
     since: datetime
     """Earliest acceptable measurement time: the installation date when the registry has one
     (a device registered after it was installed may still send its history), else a sanity floor."""
+    parent: str | None = None
+    """The relay registered as speaking for it (`meta.hub`, `meta.cabinet` or `meta.relay`)."""
     since_us: int | None = field(init=False, repr=False, compare=False)
     """`since` in epoch microseconds (None when it has no time zone)."""
 
@@ -89,7 +91,7 @@ class RegistryCache:
         return self._load(self._query())
 
     def _load(self, rows: list[tuple[Any, ...]]) -> int:
-        self._known = {(r[0], r[1]): KnownDevice(r[2], r[3], r[4]) for r in rows}
+        self._known = {(r[0], r[1]): KnownDevice(r[2], r[3], r[4], r[5]) for r in rows}
         self._misses = {}
         return len(self._known)
 
@@ -122,7 +124,7 @@ class RegistryCache:
                 self._misses[key] = now
             return None
         row = rows[0]
-        dev = KnownDevice(row[2], row[3], row[4])
+        dev = KnownDevice(row[2], row[3], row[4], row[5])
         if cacheable:
             self._known[key] = dev
             self._misses.pop(key, None)

@@ -8,6 +8,9 @@ Rules (see docs/ingest.md):
   re-keyed to that sensor when it is registered in the hub's tenant, with `attrs["hub"]` = the
   hub; an unregistered sensor rejects the whole message (`unknown_device`, naming it). Only a
   `care_hub` relays: another device naming a sensor other than itself is `invalid_schema`;
+- a relay speaks only for the devices registered under it (`meta.hub`, `meta.cabinet` or
+  `meta.relay` naming it): any other registered device rejects the whole message
+  (`relay_not_parent`), so a hub cannot forge a meter's index or another home's panic button;
 - measurement times may be late (any amount) but not more than `max_future` after receipt
   (`future_timestamp`), nor before the device was installed, or 2010 when the registry has no
   installation date (`before_device`); relayed readings use the sensor's own date.
@@ -186,6 +189,10 @@ class Ingest:
                 if target is None:
                     raise PayloadError(DlqReason.UNKNOWN_DEVICE,
                                        f"relayed sensor {tenant}/{sensor} is not registered")
+                if target.parent != env.device_id:
+                    raise PayloadError(DlqReason.RELAY_NOT_PARENT,
+                                       f"{tenant}/{sensor} is not registered under this {device.type}"
+                                       f" (its relay: {target.parent or 'none'})")
                 relayed[sensor] = ([], target)
             attrs = {k: v for k, v in env.attrs.items() if k != "sensor"}
             attrs["hub"] = env.device_id

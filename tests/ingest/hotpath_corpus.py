@@ -522,7 +522,11 @@ def registry() -> Any:
     """The in-memory registry of `DEVICES` (and an unrelated tenant)."""
     from maillage.ingest.registry_cache import KnownDevice, RegistryCache
 
-    known = {(TENANT, d): KnownDevice(i, t, since) for i, (d, (t, since)) in enumerate(DEVICES.items())}
+    # The care sensors are registered under the corpus's hub, the lamp under its cabinet: the
+    # relays' messages keep the reference outcomes (relay_not_parent is tested apart).
+    parents = {"streetlight": "cab-1"}
+    known = {(TENANT, d): KnownDevice(i, t, since, parents.get(t, "hub-1" if t.startswith("care_") else None))
+             for i, (d, (t, since)) in enumerate(DEVICES.items())}
     known[("t2", "meter-1")] = KnownDevice(999, "meter", FLOOR)
     return RegistryCache.in_memory(known)
 

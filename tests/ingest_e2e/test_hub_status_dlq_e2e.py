@@ -11,6 +11,8 @@ import orjson
 import psycopg
 from ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
 
+from maillage.registry.models import DeviceSpec, DeviceType
+
 T0 = int(utc(2026, 11, 20, 22).timestamp())
 
 
@@ -18,8 +20,11 @@ def test_care_hub_messages_are_stored_under_the_relayed_sensors(stack: IngestSta
     """Events and SenML records naming a registered sensor go to that sensor (with the hub kept);
     an unregistered sensor rejects the message as `unknown_device`, naming it."""
     tenant = stack.new_tenant()
+    under_hub = {"hub": "hub-1"}  # a hub speaks only for the sensors registered under it
     hub, _, _, motion = stack.register(tenant, [
-        ("hub-1", "care_hub"), ("door-1", "care_door"), ("env-1", "care_env"),
+        ("hub-1", "care_hub"),
+        DeviceSpec(device_id="door-1", type=DeviceType.CARE_DOOR, meta=under_hub),
+        DeviceSpec(device_id="env-1", type=DeviceType.CARE_ENV, meta=under_hub),
         ("pir-9", "care_motion")])
     pub = Publisher(stack, hub)
     try:
