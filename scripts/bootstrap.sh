@@ -34,3 +34,16 @@ fi
 if [ "${MAILLAGE_APACHE_KAFKA:-1}" = "1" ]; then
   .venv/bin/python -c "from maillage.stack import apache_kafka as k; k.installed() or print('Apache Kafka', k.VERSION, 'installed in', k.install())"
 fi
+# `docker compose config` validates docker-compose.yml in the tests (no Docker engine needed). When
+# the Docker client has no compose plugin, build it once from its Go module (a few minutes).
+if [ "${MAILLAGE_COMPOSE_CHECK:-1}" = "1" ] && command -v docker >/dev/null 2>&1 \
+    && ! docker compose version >/dev/null 2>&1; then
+  if command -v go >/dev/null 2>&1; then
+    echo "building the docker compose plugin (v2.32.4) from its Go module, once"
+    GOBIN="$HOME/.cache/maillage/compose" go install github.com/docker/compose/v2/cmd@v2.32.4
+    mkdir -p "$HOME/.docker/cli-plugins"
+    cp "$HOME/.cache/maillage/compose/cmd" "$HOME/.docker/cli-plugins/docker-compose"
+  else
+    echo "warning: no Go toolchain to build the docker compose plugin; the compose test will fail" >&2
+  fi
+fi
