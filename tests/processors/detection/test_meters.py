@@ -228,9 +228,9 @@ def test_night_overconsumption_against_the_learned_night() -> None:
 
 
 def test_baseline_shift_needs_days() -> None:
-    """Eight normal days, then a base load four times higher for four days."""
+    """Eight normal days, then a base load six times higher for four days."""
     at = 8 * DAY_S
-    findings = run(meters.meter_rule, stream(12, lambda s, p: p + 800 if s >= at else None))
+    findings = run(meters.meter_rule, stream(12, lambda s, p: p + 1000 if s >= at else None))
     shifts = of(findings, Kind.BASELINE_SHIFT)
     assert shifts and shifts[0].active
     assert shifts[0].ts_us >= T0 + (at + 3 * DAY_S) * S
