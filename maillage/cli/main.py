@@ -273,7 +273,12 @@ async def _detection(runner, db_url: str, bootstrap: str, stop: asyncio.Event,  
 
 @processor_app.command("alerting")
 @clean_errors
-def processor_alerting(data_dir: DataDir = None) -> None:
+def processor_alerting(
+        data_dir: DataDir = None,
+        group_id: Annotated[str | None, typer.Option(
+            envvar="MAILLAGE_ALERTING_GROUP",
+            help="Consumer group (default maillage-alerting; tests use their own).")] = None,
+) -> None:
     """Run the alerting processor (maillage.anomalies -> alerts, escalation, notifications)."""
     from maillage.processors.alerting.lifecycle import GROUP, TOPICS, AlertingSink
     from maillage.processors.alerting.settings import AlertingSettings
@@ -284,8 +289,8 @@ def processor_alerting(data_dir: DataDir = None) -> None:
     db_url = database_url(settings)
     alerting = AlertingSettings()
     sink = AlertingSink(db_url, alerting)
-    runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
-                    flush_ms=20)
+    runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=group_id or GROUP,
+                    sink=sink, flush_ms=20)
     try:
         _serve(lambda stop: _alerting(runner, db_url, alerting, stop), "alerting", settings)
     finally:

@@ -6,7 +6,8 @@ Outbox rows are written in the transaction of the alert change they announce (`l
 (`notification_attempts`) with its outcome: delivered, retried after an exponential back-off with
 jitter, or given up once the retry budget (24 h by default) since the row was written is spent.
 A sender killed mid-delivery leaves its rows claimed; they are due again when the lease ends and
-are sent again with the same `notification_id` (the documented at-least-once). Woken by
+are sent again with the same `notification_id` (the documented at-least-once; each outcome is
+recorded as soon as it is known, so only what was in flight is repeated). Woken by
 `NOTIFY alert_outbox`, and at the next due row's time anyway.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,8 +75,12 @@ class Sender:
                         continue
                     wait = await asyncio.to_thread(db.next_due_in, conn=conn)
                     wait = self.poll_s if wait is None else min(self.poll_s, wait)
-                    if wait > 0:
-                        await asyncio.to_thread(_wait_notify, listen, wait)
+                    # In short slices: a stop is noticed within half a second.
+                    until = time.monotonic() + wait
+                    while not stop.is_set() and time.monotonic() < until:
+                        if await asyncio.to_thread(_wait_notify, listen,
+                                                   min(0.5, until - time.monotonic())):
+                            break
         finally:
             conn.close()
             listen.close()
@@ -86,11 +92,17 @@ class Sender:
                                        limit=self.batch)
         if not rows:
             return 0
-        outcomes = await asyncio.gather(*(self._deliver(client, r) for r in rows))
-        await asyncio.to_thread(self._record, conn, rows, outcomes)
+        # Each outcome is recorded as soon as it is known: a crash repeats only what was in flight.
+        for done in asyncio.as_completed([self._deliver(client, r) for r in rows]):
+            row, outcome = await done
+            await asyncio.to_thread(self._record, conn, [row], [outcome])
         return len(rows)
 
-    async def _deliver(self, client: httpx.AsyncClient, row: dict[str, Any]) -> Outcome:
+    async def _deliver(self, client: httpx.AsyncClient,
+                       row: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
+        return row, await self._send(client, row)
+
+    async def _send(self, client: httpx.AsyncClient, row: dict[str, Any]) -> Outcome:
         payload = row["payload"]
         try:
             if row["channel"] == "webhook":
@@ -130,6 +142,6 @@ class Sender:
                                 out.detail, retry)
 
 
-def _wait_notify(conn: psycopg.Connection, timeout: float) -> None:
-    for _ in conn.notifies(timeout=timeout, stop_after=1):
-        pass
+def _wait_notify(conn: psycopg.Connection, timeout: float) -> bool:
+    """Wait for a NOTIFY up to `timeout` seconds; whether one came."""
+    return any(True for _ in conn.notifies(timeout=max(0.0, timeout), stop_after=1))
