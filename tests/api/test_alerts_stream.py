@@ -15,31 +15,18 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from maillage.api.app import create_app
-from maillage.stack.process import free_port
-from tests.api.test_alerts_world import World, access_rows, insert_alert, make_world
+from tests.api.test_alerts_world import World, access_rows, insert_alert, make_world, serve
 
 WAIT_S = 10.0  # generous bound for one event on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
 def api(db_url: str) -> Iterator[str]:
-    """The API served by uvicorn in a thread; its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_url, sse_heartbeat_s=0.5),
-                                           host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    """The API served by uvicorn in a thread (heartbeats every 0.5 s); its base URL."""
+    with serve(create_app(db_url, sse_heartbeat_s=0.5)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,22 @@ role (rows written as the alerting processor writes them: the alert and its `ope
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import uvicorn
 
 from maillage.db.alerts import SNAPSHOT_SQL
 from maillage.registry.tenants import add_tenant
 from maillage.registry.tokens import create_token
+from maillage.stack.process import free_port
 
 T0 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 ROLES = ("admin", "energy_manager", "care_coordinator", "opendata")
@@ -117,3 +123,22 @@ def access_rows(db_url: str, tenant: str) -> list[tuple[str, str | None, str]]:
     with psycopg.connect(db_url) as conn:
         return conn.execute("SELECT role, device_id, what FROM care_access_log WHERE tenant_id = %s "
                             "ORDER BY id", (tenant,)).fetchall()
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """`app` served by uvicorn in a thread on a free port: its base URL (a real HTTP server)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -4,7 +4,8 @@ and the live stream of every alert change as server-sent events.
 Who sees what, as for anomalies: admins every alert of their tenant (or of every tenant),
 energy managers no care alert, care coordinators only care alerts of their tenant, opendata
 tokens nothing (403). An alert the caller may not see does not exist for it (404). Every care
-alert read (list, get, stream) goes to the care access log.
+alert read (list, get, stream, and the answer to an ack, resolve or comment) goes to the care
+access log.
 
 The stream holds one PostgreSQL connection of its own (LISTEN alert_events), outside the pool:
 fine for the tens of coordinators and managers of a territory, not for thousands of clients
@@ -237,6 +238,10 @@ async def _act(conn: psycopg.AsyncConnection, p: Principal, alert_id: int, actio
     if done is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert {alert_id} not found")
     log.info("alert %d %s by %s", alert_id, action, p.actor)
+    if done.alert["care"]:  # the answer shows the care alert: a read as well
+        await record_care_access(conn, p, tenant=done.alert["tenant_id"],
+                                 device_id=done.alert["device_id"], device_type=None,
+                                 what=f"{action} alert {alert_id}")
     return _out(done.alert)
 
 
