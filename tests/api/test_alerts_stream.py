@@ -5,6 +5,7 @@ is filtered by role and tenant, heartbeats flow, and care events land in the acc
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from maillage.api.app import create_app
 from tests.api.test_alerts_world import World, access_rows, insert_alert, make_world, serve
 
+log = logging.getLogger(__name__)
 WAIT_S = 10.0  # generous bound for one event on a shared 2-core machine
 
 
@@ -75,6 +77,7 @@ class Reader:
                 elif line.startswith("data:"):
                     event["data"] = json.loads(line[5:].strip())
                 elif line == "" and event:
+                    event["received"] = time.monotonic()
                     self.events.put(event)
                     event = {}
 
@@ -224,3 +227,24 @@ def test_streamed_care_events_are_logged(api: str, db_url: str) -> None:
     reader.close()
     assert access_rows(db_url, world.a)[before:] == [
         ("care_coordinator", "care-log", f"stream alert {fall}")]
+
+
+def test_commit_to_client_latency(api: str, db_url: str) -> None:
+    """Acceptance 5's bound for the stream's part: an alert event committed reaches a subscribed
+    client within 1 s at p99 (200 events, 20 ms apart; figures printed)."""
+    world = make_world(db_url)
+    reader = _stream(api, world, "care_coordinator")
+    committed: dict[int, float] = {}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for i in range(200):
+            alert_id = insert_alert(conn, tenant=world.a, kind="fall", device=f"care-lat-{i}",
+                                    care=True, severity="critical")
+            committed[alert_id] = time.monotonic()
+            time.sleep(0.02)
+    got = reader.take(200)
+    reader.close()
+    latency = sorted(e["received"] - committed[e["data"]["id"]] for e in got)
+    p50, p99 = latency[100], latency[197]
+    log.warning("alert event commit -> SSE client: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+                p50 * 1000, p99 * 1000, latency[-1] * 1000)
+    assert p99 < 1.0
