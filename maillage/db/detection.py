@@ -34,23 +34,33 @@ _US = "('epoch'::timestamptz + %s * interval '1 microsecond')"
 
 
 class AnomalyLike(Protocol):
-    tenant: str
-    device_id: str
-    kind: Any
-    severity: Any
-    score: float
-    start_us: int
-    end_us: int | None
-    evidence: dict[str, Any]
-    group: str | None
-
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def kind(self) -> Any: ...
+    @property
+    def severity(self) -> Any: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def start_us(self) -> int: ...
+    @property
+    def end_us(self) -> int | None: ...
+    @property
+    def evidence(self) -> dict[str, Any]: ...
+    @property
+    def group(self) -> str | None: ...
     @property
     def id(self) -> str: ...
 
 
 class TransitionLike(Protocol):
-    anomaly: AnomalyLike
-    change: str
+    @property
+    def anomaly(self) -> AnomalyLike: ...
+    @property
+    def change(self) -> str: ...
 
     @property
     def event_id(self) -> str: ...

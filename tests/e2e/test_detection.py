@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from aiokafka import AIOKafkaConsumer
 
 from maillage import topics
 from tests.e2e.conftest import Publisher, Stack, wait_until
+
+log = logging.getLogger(__name__)
 
 
 class TopicWatch:
@@ -94,7 +97,7 @@ def test_fall_over_mqtt_reaches_table_and_topic_within_a_second(stack: Stack) ->
     finally:
         pub.close()
         watch.close()
-    print("fall -> (row, topic) delays, s:", [(round(r, 3), round(t, 3)) for r, t in delays])
+    log.info("fall -> (row, topic) delays, s: %s", [(round(r, 3), round(t, 3)) for r, t in delays])
     assert all(row < 1.0 and topic < 1.0 for row, topic in delays), delays
     assert wait_until(lambda: len([d for _, d in watch.seen.values() if d["kind"] == "fall"]) == 4, 5)
     with psycopg.connect(stack.db()) as conn:

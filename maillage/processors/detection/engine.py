@@ -27,8 +27,16 @@ from typing import Any
 
 from maillage.envelope import Envelope
 from maillage.processors.detection import online_series
-from maillage.processors.detection.model import (CARE_KINDS, IMMEDIATE_KINDS, DeviceInfo, Finding,
-                                                 Rule, Transition, group_of)
+from maillage.processors.detection.model import (
+    CARE_KINDS,
+    IMMEDIATE_KINDS,
+    DeviceInfo,
+    Finding,
+    Rule,
+    Transition,
+    group_of,
+)
+from maillage.processors.detection.silent import learn
 from maillage.processors.detection.state import SEVERITY_RANK, DeviceState, GroupState, Opened
 
 log = logging.getLogger(__name__)
@@ -97,23 +105,6 @@ def is_care(transition: Transition, device_type: str | None) -> bool:
             or (a.group or "").startswith("dwelling:"))
 
 
-def _learn_seen(memory: dict[str, Any], ts_us: int, rx_us: int) -> None:
-    """`silent.learn` (engineer G's), or a minimal stand-in while that module is absent."""
-    if _silent_learn is not None:
-        _silent_learn(memory, ts_us, rx_us)
-        return
-    if rx_us > memory.get("last_rx", -1):
-        memory["last_rx"] = rx_us
-    if ts_us > memory.get("last_ts", -1):
-        memory["last_ts"] = ts_us
-
-
-try:
-    from maillage.processors.detection.silent import learn as _silent_learn
-except ImportError:  # pragma: no cover - the silent module lands separately
-    _silent_learn = None
-
-
 class Engine:
     """Runs rules on records with per-device and per-group state (see the module docstring)."""
 
@@ -180,7 +171,7 @@ class Engine:
             st = self.devices[key] = DeviceState()
         self._dirty.add(key)
         ts = env.ts_us
-        _learn_seen(st.seen, ts, env.rx_us)
+        learn(st.seen, ts, env.rx_us)
         stream = env.kind if env.kind != "ack" else "event"
         last = st.clock.get(stream)
         # Readings must move forward; several events may share one measurement time.

@@ -45,7 +45,9 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until `stop` is set."""
-        conn = self._conn = await asyncio.to_thread(psycopg.connect, self.url, autocommit=True)
+        conn: psycopg.Connection = await asyncio.to_thread(
+            lambda: psycopg.connect(self.url, autocommit=True))
+        self._conn = conn
         try:
             while not stop.is_set():
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()

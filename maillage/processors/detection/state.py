@@ -12,6 +12,7 @@ anomalies they opened. Both round-trip through JSON unchanged. The statistical d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +118,7 @@ class DeviceState:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_json(cls, raw: bytes | str, series: dict[str, bytes | str] | None = None) -> DeviceState:
+    def from_json(cls, raw: bytes | str, series: Mapping[str, bytes] | None = None) -> DeviceState:
         d = orjson.loads(raw)
         return cls(d.get("m", {}), {k: Opened.from_json(v) for k, v in d.get("o", {}).items()},
                    d.get("c", {}), series={k: orjson.loads(v) for k, v in (series or {}).items()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from maillage.envelope import Envelope, SourceFormat
 from maillage.processors.detection.engine import Engine, is_care, load_tables, rule_key
-from maillage.processors.detection.model import DeviceInfo, Kind, Severity, Transition
+from maillage.processors.detection.model import DeviceInfo, Severity, Transition
 from maillage.processors.detection.state import DeviceState, GroupState
 from tests.processors.detection import rules_fixture as rf
 

@@ -15,8 +15,15 @@ from maillage.processors.detection.engine import Engine, load_tables
 from maillage.processors.detection.outbox import Relay
 from maillage.processors.detection.processor import TOPICS, DetectionSink
 from maillage.processors.runner import Runner
-from tests.processors.detection.conftest import (MIN, T0, anomaly_rows, fall, produce_sync,
-                                                 read_anomalies, reading)
+from tests.processors.detection.conftest import (
+    MIN,
+    T0,
+    anomaly_rows,
+    fall,
+    produce_sync,
+    read_anomalies,
+    reading,
+)
 
 
 def _engine() -> Engine:

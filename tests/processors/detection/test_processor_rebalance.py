@@ -15,7 +15,12 @@ from maillage.processors.detection.outbox import Relay
 from maillage.processors.detection.processor import TOPICS, DetectionSink
 from maillage.processors.runner import Runner
 from tests.processors.detection.conftest import MIN, T0, produce, read_anomalies, reading
-from tests.processors.detection.test_processor_crash import METERS, READINGS_PER_METER, _expected, _power
+from tests.processors.detection.test_processor_crash import (
+    METERS,
+    READINGS_PER_METER,
+    _expected,
+    _power,
+)
 
 
 def _count(db_url: str, tenant: str) -> int:
