@@ -194,9 +194,14 @@ STREAM_BATCH = 500
 STREAM_COLUMNS = ("id", "alert_id", "tenant_id", "care", "action", "snapshot")
 
 
+STREAM_APPLICATION = "maillage-alert-stream"
+"""`application_name` of the streams' connections (pg_stat_activity shows how many are open)."""
+
+
 async def listen(*, url: str) -> psycopg.AsyncConnection:
     """A connection of its own LISTENing on `alert_events` (the caller closes it)."""
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                 application_name=STREAM_APPLICATION)
     await conn.execute(f"LISTEN {CHANNEL}")
     return conn
 

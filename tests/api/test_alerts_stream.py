@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from maillage.api.app import create_app
+from maillage.db.alerts import STREAM_APPLICATION
 from tests.api.test_alerts_world import World, access_rows, insert_alert, make_world, serve
 
 log = logging.getLogger(__name__)
@@ -248,3 +249,27 @@ def test_commit_to_client_latency(api: str, db_url: str) -> None:
     log.warning("alert event commit -> SSE client: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
                 p50 * 1000, p99 * 1000, latency[-1] * 1000)
     assert p99 < 1.0
+
+
+def _stream_connections(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                           "AND datname = current_database()", (STREAM_APPLICATION,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_streams_give_their_connection_back(api: str, world: World, db_url: str) -> None:
+    """Each stream holds one LISTEN connection while it lives and closes it when the client
+    hangs up (no leak: the server's connection count returns to where it was)."""
+    deadline = time.monotonic() + WAIT_S
+    while _stream_connections(db_url) and time.monotonic() < deadline:
+        time.sleep(0.1)  # earlier tests' streams closing
+    base = _stream_connections(db_url)
+    readers = [_stream(api, world, "admin") for _ in range(5)]
+    assert _stream_connections(db_url) == base + 5
+    for r in readers:
+        r.close()
+    deadline = time.monotonic() + WAIT_S
+    while _stream_connections(db_url) > base and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _stream_connections(db_url) == base
