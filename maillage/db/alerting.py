@@ -46,9 +46,20 @@ _ALERT_COLUMNS = ("id, tenant_id, group_key, kind, severity, device_id, grp, car
                   "last_anomaly_id, escalation_level, next_escalation_at, resolved_by, resolved_at")
 
 
+def connect(url: str) -> psycopg.Connection:
+    """An autocommit connection (each function's caller opens its transactions)."""
+    return psycopg.connect(url, autocommit=True)
+
+
 def lock_events(*, conn: psycopg.Connection) -> None:
     """Take the event-order lock for the rest of the transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENT_ORDER_LOCK,))
+
+
+def try_escalation_lock(*, conn: psycopg.Connection) -> bool:
+    """Take the escalation lock for the transaction if no other process holds it."""
+    row = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ESCALATION_LOCK,)).fetchone()
+    return bool(row and row[0])
 
 
 def claim_transition(*, conn: psycopg.Connection, event_id: str) -> bool:
@@ -224,6 +235,11 @@ def prune_processed(*, conn: psycopg.Connection, keep_days: int = 7) -> int:
 
 
 # -- the sender ------------------------------------------------------------------------------
+
+def listen_outbox(*, conn: psycopg.Connection) -> None:
+    """LISTEN for new outbox rows on an autocommit connection of its own."""
+    conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+
 
 def claim_due(*, conn: psycopg.Connection, lease_s: float, limit: int = 50) -> list[dict[str, Any]]:
     """Take due outbox rows for `lease_s` seconds (a crashed sender's rows come back after it):

@@ -62,8 +62,7 @@ def escalate_due(conn: psycopg.Connection, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     done = 0
     with conn.transaction():
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (db.ESCALATION_LOCK,)).fetchone()
-        if not got or not got[0]:
+        if not db.try_escalation_lock(conn=conn):
             return 0  # another alerting process escalates
         db.lock_events(conn=conn)
         for a in db.due_escalations(conn=conn):
@@ -94,7 +93,7 @@ def escalate_due(conn: psycopg.Connection, now: datetime | None = None) -> int:
 
 async def run(database_url: str, stop: asyncio.Event, *, tick_s: float = 1.0) -> None:
     """Escalate every `tick_s` until `stop` is set."""
-    conn = await asyncio.to_thread(psycopg.connect, database_url, autocommit=True)
+    conn = await asyncio.to_thread(db.connect, database_url)
     try:
         while not stop.is_set():
             try:

@@ -65,9 +65,9 @@ class Sender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set."""
-        conn = await asyncio.to_thread(psycopg.connect, self.url, autocommit=True)
-        listen = await asyncio.to_thread(psycopg.connect, self.url, autocommit=True)
-        listen.execute(f"LISTEN {db.OUTBOX_CHANNEL}")
+        conn = await asyncio.to_thread(db.connect, self.url)
+        listen = await asyncio.to_thread(db.connect, self.url)
+        db.listen_outbox(conn=listen)
         try:
             async with httpx.AsyncClient(timeout=self.settings.alert_send_timeout_s) as client:
                 while not stop.is_set():
