@@ -35,6 +35,17 @@ DETECTOR_NAME = "maillage"
 STATE_VERSION = 1
 
 _WEEK_S = 7 * 86400.0
+_VISITS_CAP = 10
+
+
+def _f32(v: float) -> float:
+    """`v` rounded to float32, as the compact state keeps it."""
+    return float(np.float32(v))
+
+
+def _short(v: float) -> float:
+    """A float32-exact value with the fewest digits that still read back as the same float32."""
+    return float(f"{v:.9g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,10 @@ class OnlineDetector:
         self.profile = [0.0] * s.week_slots
         self.visits = [0] * s.week_slots
         self.residual = 0.0
-        self.protos = np.zeros((0, self._dims))
+        # Prototypes and profile are kept in float32: half the checkpoint, no loss that matters
+        # at a tenth of the range; the state holds exactly these values, so resuming is exact.
+        self.protos = np.zeros((s.max_prototypes, self._dims), dtype=np.float32)
+        self.count = 0
         # Use counts decay lazily: the stored count is as of `use_at` (reading number).
         self.use: list[float] = []
         self.use_at: list[int] = []
@@ -112,20 +126,20 @@ class OnlineDetector:
                 self.hi = x
         ctx = self.ema + [self._weekly_residual(ts_s)]
         u = np.array(ctx)
-        if not len(self.protos):
+        if not self.count:
             self._add(u)
             return 0.0
         span = self.hi - self.lo
         if span <= 1e-12:
             return 0.0  # a constant series so far: nothing is novel yet
-        dist = np.abs(self.protos - u).max(axis=1)
+        dist = np.abs(self.protos[:self.count] - u).max(axis=1)
         k = int(dist.argmin())
         d = float(dist[k]) / span
         if d > s.vigilance:
             self._add(u)
         else:
             self.protos[k] += s.learning_rate * (u - self.protos[k])
-            self.use[k] = self._use_now(k) + 1.0
+            self.use[k] = _f32(self._use_now(k) + 1.0)
             self.use_at[k] = self.n
         if self.n < s.warmup:
             return 0.0
@@ -147,8 +161,10 @@ class OnlineDetector:
         seen = self.visits[slot]
         r = v - self.profile[slot] if seen >= s.profile_min_visits else 0.0
         self.residual += s.residual_rate * (r - self.residual)
-        self.profile[slot] += max(1.0 / (seen + 1), s.profile_rate) * (v - self.profile[slot])
-        self.visits[slot] = seen + 1
+        self.profile[slot] = _f32(self.profile[slot] + max(1.0 / (seen + 1), s.profile_rate)
+                                  * (v - self.profile[slot]))
+        # Past a few visits the rate is constant: capping the count keeps the state short.
+        self.visits[slot] = min(seen + 1, _VISITS_CAP)
         return self.residual
 
     def _use_now(self, k: int) -> float:
@@ -156,8 +172,9 @@ class OnlineDetector:
 
     def _add(self, u: np.ndarray) -> None:
         """Keep `u` as a prototype, replacing the least used one when full."""
-        if len(self.protos) < self.settings.max_prototypes:
-            self.protos = np.vstack([self.protos, u[None, :]])
+        if self.count < self.settings.max_prototypes:
+            self.protos[self.count] = u
+            self.count += 1
             self.use.append(1.0)
             self.use_at.append(self.n)
             return
@@ -170,9 +187,10 @@ class OnlineDetector:
         """Everything needed to resume exactly, as plain JSON-able values."""
         return {"v": STATE_VERSION, "n": self.n, "last_fire": self.last_fire,
                 "ema": list(self.ema), "lo": self.lo, "hi": self.hi,
-                "profile": list(self.profile), "visits": list(self.visits),
-                "residual": self.residual, "protos": self.protos.tolist(),
-                "use": list(self.use), "use_at": list(self.use_at)}
+                "profile": [_short(v) for v in self.profile], "visits": list(self.visits),
+                "residual": self.residual,
+                "protos": [[_short(v) for v in row] for row in self.protos[:self.count].tolist()],
+                "use": [_short(v) for v in self.use], "use_at": list(self.use_at)}
 
     @classmethod
     def from_state(cls, d: dict[str, Any], settings: Settings | None = None) -> OnlineDetector:
@@ -185,12 +203,13 @@ class OnlineDetector:
         det.ema = [float(v) for v in d["ema"]]
         det.lo = float(d["lo"])
         det.hi = float(d["hi"])
-        det.profile = [float(v) for v in d["profile"]]
+        det.profile = [_f32(v) for v in d["profile"]]  # the float32 each short value stands for
         det.visits = [int(v) for v in d["visits"]]
         det.residual = float(d["residual"])
-        protos = d["protos"]
-        det.protos = np.array(protos, dtype=float).reshape(len(protos), det._dims)
-        det.use = [float(v) for v in d["use"]]
+        protos = np.array(d["protos"], dtype=np.float32).reshape(-1, det._dims)
+        det.count = len(protos)
+        det.protos[:det.count] = protos
+        det.use = [_f32(v) for v in d["use"]]
         det.use_at = [int(v) for v in d["use_at"]]
         return det
 
