@@ -100,19 +100,20 @@ def recently_cleared(*, conn: psycopg.Connection, tenant: str, group_key: str,
 
 def open_alert(*, conn: psycopg.Connection, tenant: str, group_key: str, kind: str,
                severity: str, device_id: str, grp: str | None, care: bool, at_us: int,
-               anomaly_id: str, escalate_in_s: float | None) -> int:
-    """Insert a new open alert; its id."""
+               anomaly_id: str, escalate_in_s: float | None) -> int | None:
+    """Insert a new open alert; its id, or None when another process just opened one for the
+    problem (its transaction committed after ours began)."""
     row = conn.execute(
         "INSERT INTO alerts (tenant_id, group_key, kind, severity, device_id, grp, care, state, "
         "first_at, last_at, last_anomaly_id, next_escalation_at) "
         f"VALUES (%(tenant)s, %(key)s, %(kind)s, %(severity)s, %(device)s, %(grp)s, %(care)s, "
         f"'open', {_US}, {_US}, %(anomaly)s, "
-        "now() + %(esc)s * interval '1 second') RETURNING id",
+        "now() + %(esc)s * interval '1 second') "
+        "ON CONFLICT (tenant_id, group_key) WHERE state <> 'resolved' DO NOTHING RETURNING id",
         {"tenant": tenant, "key": group_key, "kind": kind, "severity": severity,
          "device": device_id, "grp": grp, "care": care, "at_us": at_us, "anomaly": anomaly_id,
          "esc": escalate_in_s}).fetchone()
-    assert row is not None
-    return int(row[0])
+    return None if row is None else int(row[0])
 
 
 def repeat_alert(*, conn: psycopg.Connection, alert_id: int, at_us: int, anomaly_id: str,

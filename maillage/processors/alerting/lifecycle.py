@@ -168,6 +168,9 @@ class AlertingSink:
             conn=conn, tenant=inc.tenant, group_key=inc.group_key, kind=inc.kind,
             severity=inc.severity, device_id=inc.device_id, grp=inc.group, care=care,
             at_us=inc.start_us, anomaly_id=inc.anomaly_id, escalate_in_s=delay_to(levels, 0))
+        if alert_id is None:  # another alerting process opened it meanwhile: a repeat
+            live = db.live_alert(conn=conn, tenant=inc.tenant, group_key=inc.group_key)
+            return self._open(conn, inc, live, care, tz) if live is not None else None
         event_id, snapshot = db.add_event(conn=conn, alert_id=alert_id, action="opened",
                                           detail={"anomaly": inc.anomaly_id})
         self._last_event[alert_id] = time.monotonic()

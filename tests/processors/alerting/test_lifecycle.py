@@ -154,3 +154,29 @@ def test_outbox_rows_go_to_matching_subscriptions_in_the_same_transaction(
         assert nid.startswith(f"{alert_id}:") and nid.endswith(f":{sub}")
         assert payload["notification_id"] == nid and payload["event"] == "opened"
         assert payload["alert"]["id"] == alert_id and payload["alert"]["state"] == "open"
+
+
+def test_an_update_raises_the_severity_never_lowers_it(db_url: str, al_tenant: str) -> None:
+    sink = _sink(db_url)
+    t = transition(al_tenant, "m1", "over_subscribed_power", T0)
+    up = transition(al_tenant, "m1", "over_subscribed_power", T0, "update", severity="critical")
+    up = type(up)(up.anomaly, "update", at_us=T0 + MIN)
+    down = type(up)(transition(al_tenant, "m1", "over_subscribed_power", T0, "update",
+                               severity="info").anomaly, "update", at_us=T0 + 2 * MIN)
+    _run(sink, [t, up, down])
+    [a] = alerts(db_url, al_tenant)
+    assert (a["severity"], a["count"]) == ("critical", 1)
+
+
+def test_records_that_are_not_transitions_and_unknown_tenants_are_skipped(
+        db_url: str, al_tenant: str) -> None:
+    sink = _sink(db_url)
+    good = records([transition(al_tenant, "m1", "spike", T0)])
+    ghost = records([transition("nosuchtenant", "m1", "spike", T0)])
+    junk = [type(good[0])(topic="maillage.anomalies", partition=0, offset=9, value=b"{not json"),
+            type(good[0])(topic="maillage.anomalies", partition=0, offset=10, value=None)]
+    for r in [*junk, *ghost, *good]:
+        sink.add(r)
+    sink.flush()
+    assert sink.poison == 2 and len(alerts(db_url, al_tenant)) == 1
+    assert alerts(db_url, "nosuchtenant") == []
