@@ -32,9 +32,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
-               sse_heartbeat_s: float = alerts.HEARTBEAT_S) -> FastAPI:
+               sse_heartbeat_s: float = alerts.HEARTBEAT_S,
+               token_recheck_s: float = alerts.TOKEN_RECHECK_S) -> FastAPI:
     """The API over `database_url`; `register_devices` installs MQTT credentials (needs the broker);
-    `sse_heartbeat_s`: comment lines on idle alert streams."""
+    `sse_heartbeat_s`: comment lines on idle alert streams; `token_recheck_s`: how soon a stream
+    ends after its token is revoked."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +56,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.state.register_devices = register_devices or _no_broker
     app.state.database_url = database_url  # the alert stream's LISTEN connections
     app.state.sse_heartbeat_s = sse_heartbeat_s
+    app.state.token_recheck_s = token_recheck_s
     errors.install(app)
     app.include_router(health.router)
     app.include_router(devices.router)

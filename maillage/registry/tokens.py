@@ -98,6 +98,14 @@ async def authenticate(*, conn: psycopg.AsyncConnection, token: str) -> Principa
     return Principal(tenant=tenant, role=Role(role), token_id=token_id, label=label)
 
 
+async def still_valid(*, conn: psycopg.AsyncConnection, token_id: int) -> bool:
+    """Whether a token is neither revoked nor expired now (long-lived streams re-check)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM api_tokens WHERE id = %s AND revoked_at IS NULL "
+        "AND (expires_at IS NULL OR expires_at > now())", (token_id,))
+    return await cur.fetchone() is not None
+
+
 async def lookup_token(*, conn: psycopg.AsyncConnection, token: str) -> Principal | None:
     """The principal of a valid token, else None."""
     try:

@@ -27,8 +27,8 @@ WAIT_S = 10.0  # generous bound for one event on a shared 2-core machine
 
 @pytest.fixture(scope="module")
 def api(db_url: str) -> Iterator[str]:
-    """The API served by uvicorn in a thread (heartbeats every 0.5 s); its base URL."""
-    with serve(create_app(db_url, sse_heartbeat_s=0.5)) as url:
+    """The API served by uvicorn in a thread (heartbeats and token checks every 0.5 s)."""
+    with serve(create_app(db_url, sse_heartbeat_s=0.5, token_recheck_s=0.5)) as url:
         yield url
 
 
@@ -49,6 +49,7 @@ class Reader:
     status: queue.Queue[int] = field(default_factory=queue.Queue)
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Reader:
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -64,6 +65,12 @@ class Reader:
             self.thread.join(WAIT_S)
 
     def _run(self) -> None:
+        try:
+            self._read()
+        finally:
+            self.ended.set()
+
+    def _read(self) -> None:
         with httpx.Client(timeout=httpx.Timeout(30.0, read=30.0)) as client, client.stream(
                 "GET", self.url, headers=self.headers) as r:
             self.status.put(r.status_code)
@@ -273,3 +280,16 @@ def test_streams_give_their_connection_back(api: str, world: World, db_url: str)
     while _stream_connections(db_url) > base and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _stream_connections(db_url) == base
+
+
+def test_revoked_token_ends_its_stream(api: str, db_url: str) -> None:
+    """A stream ends soon after its token is revoked; reconnecting gets 401."""
+    world = make_world(db_url)
+    reader = _stream(api, world, "energy_manager")
+    with httpx.Client(base_url=api) as client:
+        r = client.post(f"/v1/tokens/{world.token_ids['energy_manager']}/revoke",
+                        headers=world.headers("admin"))
+        assert r.status_code == 200
+        assert reader.ended.wait(WAIT_S)
+        r = client.get("/v1/alerts/stream", headers=world.headers("energy_manager"))
+        assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]

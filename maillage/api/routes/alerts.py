@@ -15,6 +15,7 @@ fine for the tens of coordinators and managers of a territory, not for thousands
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -38,7 +39,7 @@ from maillage.api.deps import (
 from maillage.api.routes.anomalies import KINDS
 from maillage.db import alerts as db_alerts
 from maillage.registry.models import Role
-from maillage.registry.tokens import Principal
+from maillage.registry.tokens import Principal, still_valid
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ HEARTBEAT_S = 15.0
 """Comment lines on an idle stream, so proxies keep it and clients notice a dead one."""
 WAIT_S = 5.0
 """How long the stream waits for a NOTIFY before looking at the table anyway."""
+TOKEN_RECHECK_S = 5.0
+"""A stream ends within this long after its token is revoked or expires (a reconnect gets 401)."""
 
 
 class AlertOut(BaseModel):
@@ -276,7 +279,8 @@ async def stream_alerts(
     tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
 ) -> EventSourceResponse:
     """Server-sent events: one `data:` JSON snapshot per alert change, `id:` the event id;
-    resumes after `Last-Event-ID`; heartbeat comments every 15 s."""
+    resumes after `Last-Event-ID`; heartbeat comments every 15 s; ends within 5 s of its token
+    being revoked or expiring."""
     if p.role not in READERS:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {p.role.value} may not do this")
     scope, care = tenant_scope(p, tenant), care_scope(p)
@@ -294,16 +298,25 @@ async def stream_alerts(
         await listener.close()
         raise
     ping = float(getattr(request.app.state, "sse_heartbeat_s", HEARTBEAT_S))
-    return EventSourceResponse(_events(listener, p, scope, care, after), ping=ping)
+    recheck = float(getattr(request.app.state, "token_recheck_s", TOKEN_RECHECK_S))
+    return EventSourceResponse(_events(listener, p, scope, care, after, recheck), ping=ping)
 
 
 async def _events(listener: psycopg.AsyncConnection, p: Principal, tenant: str | None,
-                  care: bool | None, after: int) -> AsyncIterator[dict[str, str]]:
-    """The stream's events: those after `after`, then each one as it commits."""
+                  care: bool | None, after: int,
+                  recheck_s: float) -> AsyncIterator[dict[str, str]]:
+    """The stream's events: those after `after`, then each one as it commits, while the token
+    stays valid."""
     cursor, late = after, list[int]()
     sent: deque[int] = deque(maxlen=2000)  # ids sent below the cursor: never twice
+    checked = time.monotonic()
     try:
         while True:
+            if time.monotonic() - checked >= recheck_s:
+                if not await still_valid(conn=listener, token_id=p.token_id):
+                    log.info("alert stream of token %d ended: revoked or expired", p.token_id)
+                    return
+                checked = time.monotonic()
             batch = await db_alerts.events_after(conn=listener, after=cursor, also=late,
                                                  tenant=tenant, care=care)
             for r in batch:
@@ -319,7 +332,8 @@ async def _events(listener: psycopg.AsyncConnection, p: Principal, tenant: str |
             if len(batch) >= db_alerts.STREAM_BATCH:
                 late = []
                 continue
-            notified = await db_alerts.wait_notified(conn=listener, timeout=WAIT_S)
+            notified = await db_alerts.wait_notified(conn=listener,
+                                                     timeout=min(WAIT_S, recheck_s))
             late = [i for i in notified if i <= cursor and i not in sent]
     finally:
         await listener.close()
