@@ -239,7 +239,7 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
     if g is None:
         g = memory["cab"] = {"pw": {}, "sum": 0.0, "lv": {}, "n": {"off": 0, "dim": 0, "full": 0},
                              "dx": {}, "cr": 0, "cs": 0, "co": False, "ok": 0, "lt": {},
-                             "lc": 0, "gap": 0, "cp": None}
+                             "lc": 0, "gap": 0, "cp": None, "now": 0}
     if device.type == "lighting_cabinet":
         return _cabinet(device, g, env)
     v = env.values
@@ -256,6 +256,9 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
         if last is not None and 0 < ts - last <= STALE_CAP_US:
             g["gap"] = max(g["gap"], ts - last)  # the longest reporting interval of a lamp
         g["lt"][lamp] = ts
+    behind = ts < g.get("now", 0) - g["gap"]  # held-back data: its peers have moved on since
+    if not behind:
+        g["now"] = max(g.get("now", 0), ts)
     level = _lamp_level(v)
     old = g["lv"].get(lamp)
     if old != level:
@@ -263,7 +266,7 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
             g["n"][old] -= 1
         g["n"][level] += 1
         g["lv"][lamp] = level
-    return _dimming(g, lamp, level, env)
+    return [] if behind else _dimming(g, lamp, level, env)
 
 
 def _dimming(g: dict[str, Any], lamp: str, level: str, env: Envelope) -> list[Finding]:
@@ -307,6 +310,8 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
     if p is None or (expected and len(g["pw"]) < int(expected)) or not g["pw"]:
         return []
     ts = env.ts_us
+    if ts < g.get("now", 0) - g["gap"]:  # the cabinet catching up: its lamps are ahead
+        return []
     last = g.get("cp")
     g["cp"] = p
     if last is None or abs(p - last) > max(CABINET_MARGIN_W, 0.1 * last):

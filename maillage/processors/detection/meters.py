@@ -276,6 +276,11 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
         if x is not None:
             if x["k"] is not None:
                 out.append(Finding(Kind(x["k"]), False, ts))
+            elif x["ov"] and ts - x["s"] >= AGGREGATION_S * US:
+                # Above the subscription from its first reading until this one, 10 minutes or
+                # more (sparse readings may hold fewer than 10 minutes between them).
+                out.append(_over(x, x["s"], x["last_va"]))
+                out.append(Finding(Kind.OVER_SUBSCRIBED_POWER, False, ts))
             elif x["far"]:  # a short excursion far above the meter's peak: a spike
                 out.append(_spike(x, x["s"]))
                 out.append(Finding(Kind.SPIKE, False, ts))
@@ -284,8 +289,11 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
         return False
     if x is None:
         x = m["x"] = {"s": ts, "k": None, "far": False, "pk": 0.0, "pr": 0.0, "sum": 0.0,
-                      "n": 0, "thr": threshold, "sub": sub, "mx": m["mx"]}
+                      "n": 0, "thr": threshold, "sub": sub, "mx": m["mx"], "ov": False,
+                      "last_va": va}
     x["far"] = x["far"] or far
+    x["ov"] = x["ov"] or (over and not trip)
+    x["last_va"] = va
     x["pk"] = max(x["pk"], p)
     x["pr"] = max(x["pr"], ratio)
     x["sum"] += va
@@ -299,13 +307,17 @@ def _excursion(m: dict[str, Any], out: list[Finding], ts: int, t: float, p: floa
     if x["k"] == Kind.SPIKE.value:
         out.append(_spike(x, at))
     elif x["k"] is not None:
-        mean = x["sum"] / x["n"]
-        out.append(Finding(Kind.OVER_SUBSCRIBED_POWER, True, at,
-                           score=_score(mean, sub), evidence={
-                               "apparent_power_va": va, "mean_apparent_power_va": round(mean, 1),
-                               "subscribed_power_va": sub, "peak_ratio": round(x["pr"], 3),
-                               "window_s": AGGREGATION_S}))
+        out.append(_over(x, at, va))
     return True
+
+
+def _over(x: dict[str, Any], at: int, va: float) -> Finding:
+    """The over-subscription finding of an excursion."""
+    mean = x["sum"] / x["n"]
+    return Finding(Kind.OVER_SUBSCRIBED_POWER, True, at, score=_score(mean, x["sub"]), evidence={
+        "apparent_power_va": va, "mean_apparent_power_va": round(mean, 1),
+        "subscribed_power_va": x["sub"], "peak_ratio": round(x["pr"], 3),
+        "window_s": AGGREGATION_S})
 
 
 def spike_threshold(peak: float) -> float:

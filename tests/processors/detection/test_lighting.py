@@ -281,6 +281,23 @@ def test_dimming_not_applied_against_dimmed_peers() -> None:
     assert ev["peers_dimmed"] >= 3 and ev["dimming_pct"] == 100.0
 
 
+def test_held_back_readings_are_not_judged_against_peers_that_moved_on() -> None:
+    """A lamp's link is down from 19:00 to 23:30 local: its readings (at full, as all lamps
+    were then) arrive after its peers dimmed at 22:30. No dimming anomaly, no cabinet one."""
+    held: list[tuple[DeviceInfo, Envelope]] = []
+    out: list[tuple[DeviceInfo, Envelope]] = []
+    for info, env in street(1.5, lamp_every=5, cabinet_every=5):
+        s = (env.ts_us - T0) // S
+        if info.device_id == "l4" and 18 * 3600 <= s < 22 * 3600 + 30 * 60:
+            held.append((info, env))
+            continue
+        if held and s >= 22 * 3600 + 30 * 60:
+            out += held
+            held = []
+        out.append((info, env))
+    assert run(iter(out)) == []
+
+
 def test_dimming_not_applied_by_a_lamp_without_cabinet() -> None:
     """No peers: the lamp's own learned nights (dimmed from 22:30) are the reference."""
     alone = lamp_info("l3", cabinet=None)

@@ -43,17 +43,18 @@ def household_w(s: int, rng: random.Random) -> float:
 
 def stream(days: float, shape: Shape | None = None, *, seed: int = 1, voltage: Callable[[int], float]
            | None = None, stuck: Callable[[int], bool] | None = None,
-           extra: Callable[[int], dict[str, float]] | None = None) -> Iterator[Envelope]:
-    """A meter's readings every minute from T0: index integrated from power (energy conserved)."""
+           extra: Callable[[int], dict[str, float]] | None = None,
+           step_s: int = STEP_S) -> Iterator[Envelope]:
+    """A meter's readings every `step_s` from T0: index integrated from power (energy conserved)."""
     rng = random.Random(seed)
     index = 12_345_678.0
     last: dict[str, float] | None = None
-    for k in range(int(days * DAY_S / STEP_S)):
-        s = k * STEP_S
+    for k in range(int(days * DAY_S / step_s)):
+        s = k * step_s
         p = household_w(s, rng)
         if shape is not None and (q := shape(s, p)) is not None:
             p = q
-        index += p * STEP_S / 3600
+        index += p * step_s / 3600
         values = {"energy_import_wh": float(int(index)), "active_power_w": round(p, 1),
                   "apparent_power_va": round(p / 0.95, 1),
                   "voltage_v": round(voltage(s) if voltage else 231 + rng.gauss(0, 0.8), 1)}
@@ -145,6 +146,20 @@ def test_over_subscribed_power_after_ten_minutes(minutes: int) -> None:
     opening = of(findings, Kind.OVER_SUBSCRIBED_POWER)[0]
     assert opening.evidence["subscribed_power_va"] == 6000
     assert opening.evidence["mean_apparent_power_va"] > 6000
+
+
+@pytest.mark.parametrize(("minutes", "kind"), [(10, Kind.OVER_SUBSCRIBED_POWER), (8, Kind.SPIKE)])
+def test_sparse_readings_judge_the_excursion_until_the_first_normal_one(minutes: int,
+                                                                         kind: Kind) -> None:
+    """Every 2 min, 10 minutes above the subscription hold 5 readings over 8 minutes: the
+    excursion lasts until the first reading back under, so it is an over-subscription; 8
+    minutes far above the meter's peak are a spike."""
+    at = 2 * DAY_S + 18 * 3600 + 30
+    findings = run(meters.meter_rule, stream(3, window(at, at + minutes * 60, 6000 * 1.2 * 0.95),
+                                             step_s=120))
+    (start, stop), = spans(findings)
+    assert {f.kind for f in findings} == {kind}
+    assert at <= start <= at + 120 and at + minutes * 60 <= stop <= at + minutes * 60 + 120
 
 
 def test_subscription_sent_by_the_meter_wins_over_the_registry() -> None:
