@@ -11,7 +11,8 @@ offsets. Per transition (`grouping.Incoming`):
   that alert `reopened` (flapping gives one alert, not many; no new level-0 notification, its
   escalation starts again). Else a new alert `opened`, with the outbox rows of the level-0
   subscriptions in the same transaction (delayed to the end of quiet hours for a non-critical
-  energy alert).
+  energy alert). An anomaly older than `alert_notify_max_age_s` (a first run over the topic's
+  history) opens its alert without notifying or escalating: nobody is paged for last month.
 - `update`: a rise of severity is applied to the live alert.
 - `close`: when that anomaly is the live alert's latest and its kind may clear by itself (never
   a fall or a panic button: a person resolves those), the alert is resolved by `system`.
@@ -155,7 +156,8 @@ class AlertingSink:
                             anomaly_id=inc.anomaly_id, severity=inc.severity)
             return self._event(conn, live["id"], "repeated", {"anomaly": inc.anomaly_id})
         pol = db.policy(conn=conn, tenant=inc.tenant, kind=inc.kind)
-        levels = pol[0] if pol else []
+        stale = time.time() * 1e6 - inc.start_us > self.settings.alert_notify_max_age_s * 1e6
+        levels = pol[0] if pol and not stale else []
         cleared = db.recently_cleared(conn=conn, tenant=inc.tenant, group_key=inc.group_key,
                                       hold_s=self.settings.alert_flap_hold_s)
         if cleared is not None:
@@ -174,6 +176,10 @@ class AlertingSink:
         event_id, snapshot = db.add_event(conn=conn, alert_id=alert_id, action="opened",
                                           detail={"anomaly": inc.anomaly_id})
         self._last_event[alert_id] = time.monotonic()
+        if stale:
+            log.info("alert %d opened for an anomaly of %s: too old to notify", alert_id,
+                     datetime.fromtimestamp(inc.start_us / 1e6, UTC).isoformat())
+            return "opened"
         not_before = None
         if pol is not None and may_wait(inc.severity, care):
             not_before = quiet_until(datetime.now(UTC), tz, pol[1], pol[2])

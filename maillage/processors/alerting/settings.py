@@ -25,6 +25,9 @@ class AlertingSettings(BaseSettings):
     """At most one `repeated` event per alert in this many seconds (the count is always exact)."""
     alert_flap_hold_s: float = 900.0
     """An alert the system resolved and whose problem returns within this is reopened."""
+    alert_notify_max_age_s: float = 86400.0
+    """An anomaly that started longer ago than this (a first run over the topic's history, a
+    long outage) opens or reopens its alert without notifying or escalating."""
     alert_escalation_tick_s: float = 1.0
     alert_retry_base_s: float = 5.0
     """First retry delay of a failed notification; doubled at each attempt, with jitter."""

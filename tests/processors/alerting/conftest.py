@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from types import SimpleNamespace
@@ -13,7 +14,8 @@ import pytest
 from maillage.processors.detection.model import Anomaly, Kind, Severity, Transition
 from maillage.registry.tenants import add_tenant
 
-T0 = 1_795_000_000_000_000  # 2026-11-19, epoch µs
+# An hour ago, whole minutes (epoch µs): recent enough to be notified (alert_notify_max_age_s).
+T0 = (int(time.time()) // 60 - 60) * 60_000_000
 MIN = 60_000_000
 
 

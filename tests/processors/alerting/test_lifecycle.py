@@ -180,3 +180,19 @@ def test_records_that_are_not_transitions_and_unknown_tenants_are_skipped(
     sink.flush()
     assert sink.poison == 2 and len(alerts(db_url, al_tenant)) == 1
     assert alerts(db_url, "nosuchtenant") == []
+
+
+def test_an_old_anomaly_opens_its_alert_without_paging_anyone(db_url: str, al_tenant: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        db.set_policy(conn=conn, tenant=al_tenant, kind="*", levels_s=[60], quiet_from=None,
+                      quiet_to=None)
+        db.add_subscription(conn=conn, tenant=al_tenant, channel="email", target="a@example.org",
+                            secret=None, level=0, care=False, kinds=None)
+    sink = _sink(db_url)
+    _run(sink, [transition(al_tenant, "m1", "spike", T0 - 30 * 24 * 60 * MIN)])
+    [a] = alerts(db_url, al_tenant)
+    assert (a["state"], a["next_escalation_at"]) == ("open", None)
+    with psycopg.connect(db_url) as conn:
+        n = conn.execute("SELECT count(*) FROM notification_outbox WHERE alert_id = %s",
+                         (a["id"],)).fetchone()
+    assert n == (0,)
