@@ -61,7 +61,9 @@ KNOWN_INTERVALS = 1.5
 """A sensor is trusted to have reported what happened up to this many intervals after its last
 record (its heartbeat may come a little late)."""
 DEFAULT_BEAT_S = 900
-STALE_US = 12 * HOUR_US
+STALE_US = 48 * HOUR_US
+"""A sensor silent this long is taken as removed: the dwelling is watched with the others. Before,
+its silence holds inactivity back (the person may be in its room; it is reported offline)."""
 FALL_QUIET_US = 2 * HOUR_US
 """After a fall, inactivity is the fall's (already critical); past this, it is raised as well."""
 DOOR_CONTEXT_US = 10 * MIN_US
@@ -204,11 +206,18 @@ def dwelling(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Find
         until = ts + int(KNOWN_INTERVALS * (device.expected_interval_s or DEFAULT_BEAT_S) * US)
         if until > seen.get(device.device_id, 0):
             seen[device.device_id] = until
+        if device.type == "care_bed":
+            memory["bid"] = device.device_id
     horizon = _horizon(memory, ts)
     if horizon > memory.get("now", 0):
         memory["now"] = horizon
         _inactivity(device, memory, horizon, out)
-        _bed_empty(device, memory, horizon, out)
+    # Whether the bed is still empty is the bed sensor's to say: only its silence holds it back.
+    bed_known = memory["ls"].get(memory.get("bid", ""), ts) if "ls" in memory else ts
+    bed_now = bed_known if bed_known < ts else ts
+    if bed_now > memory.get("nb", 0):
+        memory["nb"] = bed_now
+        _bed_empty(device, memory, bed_now, out)
     return out
 
 
