@@ -8,6 +8,7 @@ integers (binary `timestamptz` is microseconds since 2000-01-01 UTC).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
 from collections.abc import Iterable
@@ -111,8 +112,9 @@ Touched = dict[tuple[int, int], dict[str, Any]]
 
 
 def encode_readings(msgs: list[Message], pks: dict[tuple[str, str], int], fields: dict[str, bytes],
+                    unknown: list[Message] | None = None,
                     ) -> tuple[bytes, int, int, dict[int, int], Touched]:
-    """Binary COPY data of the readings of known devices.
+    """Binary COPY data of the readings of known devices (the others appended to `unknown`).
 
     Returns (data, rows, rows skipped, pk -> newest rx µs, what the rollup queue needs).
     """
@@ -125,6 +127,8 @@ def encode_readings(msgs: list[Message], pks: dict[tuple[str, str], int], fields
         pk = pks.get((tenant, device))
         if pk is None:
             skipped += len(values)
+            if unknown is not None:
+                unknown.append((tenant, device, ts, rx, seq, values))
             continue
         prefix = _PREFIX(6, 8, pk, 8, ts - PG_EPOCH_US, 8, rx - PG_EPOCH_US)
         prefix += _NULL if seq is None else _SEQ(8, seq)
@@ -174,22 +178,24 @@ def queue_rows(touched: Touched, mids: dict[str, int]) -> bytes:
 
 
 def write_readings(conn: psycopg.Connection, msgs: list[Message], devices: DeviceIds,
-                   metrics: MetricIds, last_seen: LastSeen) -> tuple[int, dict[int, int]]:
+                   metrics: MetricIds, last_seen: LastSeen, *,
+                   unknown: list[Message] | None = None) -> tuple[int, dict[int, int]]:
     """Write reading envelopes in the caller's transaction; return (rows inserted, last-seen updates).
 
     Fast path: one binary COPY into `readings` and one into `rollup_dirty` (the distinct
     (device, metric, 15-minute bucket) of the batch, a row per shard), under a savepoint. A
     redelivery or replay raises a unique violation: the savepoint is rolled back and the batch
     goes through the general path (`write_staged`: first value received wins, only new rows queue their rollups).
-    Pass the returned updates to `last_seen.written` once the transaction committed.
+    Pass the returned updates to `last_seen.written` once the transaction committed. Messages
+    of devices no longer registered are appended to `unknown` (the caller dead-letters them).
     """
     pks = devices.resolve(conn, {(m[0], m[1]) for m in msgs})
     names: set[str] = set()
     for m in msgs:
         names.update(m[5])
     mids = metrics.resolve(conn, names)
-    data, rows, skipped, latest, touched = encode_readings(msgs, pks, metrics.fields)
-    if skipped:
+    data, rows, skipped, latest, touched = encode_readings(msgs, pks, metrics.fields, unknown)
+    if skipped and unknown is None:
         log.warning("skipped %d readings of devices no longer registered", skipped)
     if not rows:
         return 0, {}
@@ -222,13 +228,18 @@ def _text(value: bytes) -> bytes:
     return _LEN(len(value)) + value
 
 
-def encode_events(rows: list[Event], pks: dict[tuple[str, str], int]) -> tuple[bytes, int]:
-    """Binary COPY data of the events of known devices (columns `_EVENT_COLUMNS`), and their count."""
+def encode_events(rows: list[Event], pks: dict[tuple[str, str], int],
+                  unknown: list[Event] | None = None) -> tuple[bytes, int]:
+    """Binary COPY data of the events of known devices (columns `_EVENT_COLUMNS`), and their
+    count; the others are appended to `unknown`."""
     parts = [_SIGNATURE]
     n = 0
-    for tenant, device, ts, event, attrs, rx, seq in rows:
+    for row in rows:
+        tenant, device, ts, event, attrs, rx, seq = row
         pk = pks.get((tenant, device))
         if pk is None:
+            if unknown is not None:
+                unknown.append(row)
             continue
         n += 1
         parts += [_PREFIX(6, 8, pk, 8, ts - PG_EPOCH_US, 8, rx - PG_EPOCH_US),
@@ -245,7 +256,8 @@ _EVENT_STAGE_DDL = (
 )
 
 
-def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds) -> int:
+def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds, *,
+                 unknown: list[Event] | None = None) -> int:
     """Insert events idempotently; return how many were new.
 
     A binary COPY under a savepoint; a batch holding an event already stored (or one twice)
@@ -253,7 +265,7 @@ def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds
     row of a key wins, as for stored rows.
     """
     pks = devices.resolve(conn, {(r[0], r[1]) for r in rows})
-    data, n = encode_events(rows, pks)
+    data, n = encode_events(rows, pks, unknown)
     if not n:
         return 0
     cur = conn.cursor()
@@ -273,9 +285,12 @@ def write_events(conn: psycopg.Connection, rows: list[Event], devices: DeviceIds
 
 
 def write_status(conn: psycopg.Connection, status: dict[tuple[str, str], tuple[str, int]],
-                 devices: DeviceIds) -> None:
-    """Set each device's online/offline status unless a newer one is already stored."""
+                 devices: DeviceIds, *, unknown: list[tuple[str, str]] | None = None) -> None:
+    """Set each device's online/offline status unless a newer one is already stored (the keys of
+    devices no longer registered are appended to `unknown`)."""
     pks = devices.resolve(conn, status.keys())
+    if unknown is not None:
+        unknown.extend(k for k in status if k not in pks)
     with conn.cursor() as cur:
         cur.executemany(
             "UPDATE devices SET status = %s, status_at = %s WHERE pk = %s "
@@ -284,13 +299,29 @@ def write_status(conn: psycopg.Connection, status: dict[tuple[str, str], tuple[s
         )
 
 
+def rejected_key(mqtt_topic: str, received_us: int, payload: bytes) -> bytes:
+    """What identifies a rejected message whatever Kafka did: its topic, receive time and bytes
+    (a Kafka offset repeats once the embedded broker lost its log)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(mqtt_topic.encode())
+    h.update(received_us.to_bytes(8, "big", signed=True))
+    h.update(payload)
+    return h.digest()
+
+
 def write_rejected(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> int:
-    """Store DLQ records once each (keyed by their Kafka position)."""
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO rejected (received_at, mqtt_topic, tenant_id, device_id, reason, detail, "
-            "payload, kafka_offset) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (kafka_offset) DO NOTHING",
-            rows,
-        )
-        return len(rows)
+    """Store DLQ records once each, keyed by `rejected_key`; returns how many were new.
+
+    Rows: (received_at, mqtt_topic, tenant, device_id, reason, detail, payload, kafka position,
+    key). Replays of the DLQ topic insert nothing again.
+    """
+    if not rows:
+        return 0
+    cols = list(zip(*rows, strict=True))
+    return conn.execute(
+        "INSERT INTO rejected (received_at, mqtt_topic, tenant_id, device_id, reason, detail, "
+        "payload, kafka_offset, record_key) "
+        "SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], "
+        "%s::text[], %s::bytea[], %s::text[], %s::bytea[]) "
+        "ON CONFLICT (record_key) DO NOTHING",
+        [list(c) for c in cols]).rowcount

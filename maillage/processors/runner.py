@@ -18,6 +18,15 @@ arrives meanwhile, and batches grow up to the sink's limit, where the fixed cost
 A sink that checkpoints its own offsets with its state (`SeekingSink`, the detection processor)
 says where each assigned partition resumes and is told before partitions go; for it Kafka's
 committed offsets are a lag figure only. Other sinks are unaffected.
+
+A sink that dead-letters (`poison.DeadLetterSink`, the storage sink) never stops the runner on a
+record: one that will not decode or can never be written goes to its dead-letter topic with the
+stage and the error, and writes failing for a transient reason (the database is down) are
+retried (`poison.py`); offsets are committed once each record is stored or dead-lettered.
+
+aiokafka swallows an exception raised in a rebalance callback: a checkpoint failing in
+`on_partitions_revoked` is kept and raised by the loop, which stops without committing anything
+after it (the revoked partitions' offsets included), so the failed batch is consumed again.
 """
 
 from __future__ import annotations
@@ -27,15 +36,18 @@ import logging
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from maillage.processors.poison import DeadLetterSink, dead_letter_record, write_or_dead_letter
 
 log = logging.getLogger(__name__)
 
 _WAITING_POLL_MS = 5
 _IDLE_S = 1.0  # a SeekingSink's `idle` hook runs at most this often
+_REVOKE_RETRY_S = 60.0  # a rebalance waits this long at most for a database that is down
 
 
 class Sink(Protocol):
@@ -86,9 +98,20 @@ class _Checkpointer(ConsumerRebalanceListener):
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if revoked:
-            await self.runner.checkpoint()
-            await self.runner.sink_hook("revoked", list(revoked))
+        if not revoked:
+            return
+        runner = self.runner
+        runner._revoking = True
+        try:
+            await runner.checkpoint()
+            await runner.sink_hook("revoked", list(revoked))
+        except Exception as exc:  # noqa: BLE001 - re-raised by the consume loop
+            # aiokafka would log and swallow this, then let later checkpoints commit offsets
+            # past the failed batch: keep it for the loop to raise, and commit nothing more.
+            log.error("%s: checkpoint before a rebalance failed: %s", runner.group_id, exc)
+            runner._failed = exc
+        finally:
+            runner._revoking = False
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("%s assigned %s", self.runner.group_id,
@@ -131,7 +154,13 @@ class Runner:
         self._in_flight: asyncio.Task[None] | None = None
         self._seeking = False  # a SeekingSink's assignment hook is running
         self._failed: BaseException | None = None  # raised in a rebalance callback
+        self._revoking = False
+        self._stop: asyncio.Event | None = None
+        self._dead = sink if isinstance(sink, DeadLetterSink) else None
+        self._raw: list[list[ConsumerRecord[bytes, bytes]]] = []  # added since the last detach
+        self._producer: AIOKafkaProducer | None = None
         self.records = 0
+        self.dead_lettered = 0
 
     def _due(self, elapsed_ms: float) -> bool:
         """Whether to hand the buffered records over now."""
@@ -149,7 +178,13 @@ class Runner:
             await self._settle()
             if not self._uncommitted:
                 return
-            await asyncio.to_thread(self.sink.flush)
+            if self._failed is not None:  # never commit past a batch that failed
+                raise self._failed
+            if self._dead is not None:
+                raw, self._raw = self._raw, []
+                await self._write_dead_lettering(self._dead.detach(), raw)
+            else:
+                await asyncio.to_thread(self.sink.flush)
             await self._commit(self._uncommitted)
             self._uncommitted.clear()
 
@@ -173,13 +208,42 @@ class Runner:
             offsets = dict(self._uncommitted)
             self._uncommitted.clear()
             batch = self.sink.detach()
-            self._in_flight = asyncio.create_task(self._write(batch, offsets))
+            raw, self._raw = self._raw, []
+            self._in_flight = asyncio.create_task(self._write(batch, offsets, raw))
 
-    async def _write(self, batch: Any, offsets: dict[TopicPartition, int]) -> None:
+    async def _write(self, batch: Any, offsets: dict[TopicPartition, int],
+                     raw: list[list[ConsumerRecord[bytes, bytes]]]) -> None:
         assert isinstance(self.sink, BatchSink)
-        if batch is not None:
+        if self._dead is not None:
+            await self._write_dead_lettering(batch, raw)
+        elif batch is not None:
             await asyncio.to_thread(self.sink.write, batch)
         await self._commit(offsets)
+
+    async def _write_dead_lettering(self, batch: Any,
+                                    raw: list[list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Write a batch; retry transient failures, dead-letter the records no write accepts."""
+        assert self._dead is not None
+        records = [rec for part in raw for rec in part]
+        self.dead_lettered += await write_or_dead_letter(
+            self._dead, batch, records, dead_letter=self._dead_letter, give_up=self._give_up)
+
+    def _give_up(self, failing_s: float) -> bool:
+        """Stop retrying a transient failure: the runner is stopping, or a rebalance waits."""
+        stopping = self._stop is not None and self._stop.is_set()
+        return stopping or (self._revoking and failing_s > _REVOKE_RETRY_S)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], stage: str,
+                           exc: BaseException) -> None:
+        """Produce the DLQ record of `record` and wait for Kafka's acknowledgement."""
+        assert self._dead is not None and self._producer is not None
+        if record.topic == self._dead.dead_letter_topic and b'"not_stored"' in (record.value or b""):
+            # A dead-letter record that cannot be stored itself: dead-lettering it again would loop.
+            log.error("%s: dropping undeliverable dead-letter record %s[%d]@%d: %s", self.group_id,
+                      record.topic, record.partition, record.offset, exc)
+            return
+        dlq = dead_letter_record(record, stage, exc)
+        await self._producer.send_and_wait(self._dead.dead_letter_topic, dlq.to_kafka(), key=dlq.key)
 
     async def _settle(self) -> None:
         """Wait for the batch in flight; its failure is raised here (its offsets stay uncommitted)."""
@@ -210,8 +274,12 @@ class Runner:
             # partitions (and the detection state it loaded for them) across a rebalance.
             partition_assignment_strategy=(StickyPartitionAssignor, RoundRobinPartitionAssignor),
         )
-        self._consumer = consumer
+        self._consumer, self._stop = consumer, stop
         consumer.subscribe(self.topics, listener=_Checkpointer(self))
+        if self._dead is not None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                              client_id=f"{self.client_id}-dlq")
+            await self._producer.start()
         await consumer.start()
         last = idle = time.monotonic()
         try:
@@ -224,8 +292,11 @@ class Runner:
                 if self._seeking:
                     continue
                 for tp, records in batch.items():
-                    for rec in records:
-                        self.sink.add(rec)
+                    if self._dead is not None:
+                        await self._add_dead_lettering(records)
+                    else:
+                        for rec in records:
+                            self.sink.add(rec)
                     if records:
                         self._uncommitted[tp] = records[-1].offset
                         self.records += len(records)
@@ -244,4 +315,20 @@ class Runner:
                 if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
                     log.warning("%s: a batch write failed too: %s", self.group_id, self._in_flight.exception())
             await consumer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
             log.info("%s stopped after %d records", self.group_id, self.records)
+
+    async def _add_dead_lettering(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """`sink.add` each record; one that raises (it will not decode) is dead-lettered."""
+        add = self.sink.add
+        for rec in records:
+            try:
+                add(rec)
+            except Exception as exc:
+                assert self._dead is not None
+                log.error("%s: %s[%d]@%d will not decode, dead-lettered: %s: %s", self.group_id,
+                          rec.topic, rec.partition, rec.offset, type(exc).__name__, exc)
+                await self._dead_letter(rec, f"{self._dead.stage}:decode", exc)
+                self.dead_lettered += 1
+        self._raw.append(records)

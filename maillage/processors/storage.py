@@ -5,13 +5,21 @@ binary COPY into `readings` per batch (`writer.write_readings`); a batch holding
 record or an MQTT redelivery falls back to an idempotent insert where the first value received
 for a (device, metric, measurement time) wins. Events, device status and DLQ records are
 written in the same transaction.
+
+Nothing is dropped silently: a record of a device no longer registered (deleted after the
+gateway accepted it) or with nothing to store is written to `rejected` (the DLQ's table) with
+its reason in the same transaction, and counted in `maillage_dlq_records_total{reason}`. A record
+that will not decode or that no write accepts is dead-lettered by the runner (`poison.py`):
+this sink is a `DeadLetterSink`, so the processor never crash-loops on one record.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,8 +29,15 @@ from aiokafka.structs import ConsumerRecord
 from maillage import topics
 from maillage.db import writer
 from maillage.db.devices import deliver_notifications, listen_for_changes
-from maillage.envelope import DlqRecord
-from maillage.observability import BATCH_SECONDS, DUPLICATE_ROWS, STORAGE_LAG, STORED_ROWS
+from maillage.envelope import DlqRecord, to_us
+from maillage.errors import DlqReason
+from maillage.observability import (
+    BATCH_SECONDS,
+    DLQ_RECORDS,
+    DUPLICATE_ROWS,
+    STORAGE_LAG,
+    STORED_ROWS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +67,24 @@ class Batch:
         return bool(self.readings or self.events or self.status or self.rejected)
 
 
+def _unstored(kafka_topic: str, tenant: str, device: str, rx_us: int, reason: str, detail: str,
+              doc: dict[str, Any]) -> tuple[Any, ...]:
+    """A `rejected` row for a record storage accepted from Kafka but could not store."""
+    payload = orjson.dumps(doc)
+    topic = f"kafka:{kafka_topic}"
+    received = datetime.fromtimestamp(rx_us / 1e6, UTC)
+    return (received, topic, tenant, device, reason, detail, payload, None,
+            writer.rejected_key(topic, rx_us, payload))
+
+
+_GONE = "the device is no longer registered (deleted after the gateway accepted the message)"
+
+
 class StorageSink:
     """Buffers records by kind; `flush()` (or `write(detach())`) writes them in one transaction."""
+
+    dead_letter_topic = topics.DLQ
+    stage = "storage"
 
     def __init__(self, database_url: str, max_rows: int = 20_000) -> None:
         self.database_url = database_url
@@ -99,8 +130,10 @@ class StorageSink:
         if record.topic == topics.DLQ:
             rec = DlqRecord.from_kafka(value)
             b.rejected.append((rec.received_at, rec.mqtt_topic, rec.tenant, rec.device_id,
-                                   rec.reason, rec.detail, rec.payload,
-                                   f"{record.topic}[{record.partition}]@{record.offset}"))
+                               rec.reason, rec.detail, rec.payload,
+                               f"{record.topic}[{record.partition}]@{record.offset}",
+                               writer.rejected_key(rec.mqtt_topic, to_us(rec.received_at),
+                                                   rec.payload)))
             return
         d = orjson.loads(value)
         tenant, device, ts, rx, seq = d["tenant"], d["device_id"], d["ts"], d["rx"], d.get("seq")
@@ -129,6 +162,9 @@ class StorageSink:
         if status is not None:  # a lamp's ok / lampFailure / …: kept as an event of its own
             b.events.append((tenant, device, ts, "lamp_status",
                              orjson.dumps({"status": status}), rx, seq))
+        elif not values:  # nothing to store: say so rather than commit its offset silently
+            b.rejected.append(_unstored(record.topic, tenant, device, rx, DlqReason.SKIPPED,
+                                        f"a {kind} record with no values to store", d))
 
     def full(self) -> bool:
         return self._batch.rows >= self.max_rows
@@ -137,6 +173,26 @@ class StorageSink:
         """Hand over what was added so far (for `write` in another thread); None when empty."""
         batch, self._batch = self._batch, Batch()
         return batch if batch else None
+
+    def batch_of(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Batch | None:
+        """These records alone as a batch (the runner's poison search); undecodable ones skipped."""
+        saved, self._batch = self._batch, Batch()
+        try:
+            for rec in records:
+                try:
+                    self.add(rec)
+                except Exception:  # noqa: BLE001 - dead-lettered when it arrived
+                    continue
+            batch = self._batch
+        finally:
+            self._batch = saved
+        return batch if batch else None
+
+    @staticmethod
+    def transient(exc: BaseException) -> bool:
+        """The database is down, restarting or in a conflict: retrying later can succeed."""
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError
+                          | psycopg.errors.TransactionRollback)
 
     def flush(self) -> None:
         """Write the buffers in one transaction, then clear them."""
@@ -152,22 +208,40 @@ class StorageSink:
         started, t0 = time.time(), time.perf_counter()
         try:
             self._forget_changed_devices()
+            gone: list[tuple[Any, ...]] = []
             with conn.transaction():
                 if batch.readings:
+                    unknown: list[writer.Message] = []
                     inserted, seen = writer.write_readings(conn, batch.readings, self.devices,
-                                                           self.metrics, self.last_seen)
-                    dup = batch.rows - inserted
+                                                           self.metrics, self.last_seen,
+                                                           unknown=unknown)
+                    dup = batch.rows - inserted - sum(len(m[5]) for m in unknown)
                     STORED_ROWS.labels("readings").inc(inserted)
                     DUPLICATE_ROWS.labels("readings").inc(dup)
                     self.stored += inserted
                     self.duplicates += dup
+                    gone += [_unstored(topics.READINGS, t, dev, rx, DlqReason.UNKNOWN_DEVICE, _GONE,
+                                       {"tenant": t, "device_id": dev, "ts": ts, "rx": rx,
+                                        "seq": seq, "values": values})
+                             for t, dev, ts, rx, seq, values in unknown]
                 if batch.events:
-                    n = writer.write_events(conn, batch.events, self.devices)
+                    lost: list[writer.Event] = []
+                    n = writer.write_events(conn, batch.events, self.devices, unknown=lost)
                     STORED_ROWS.labels("events").inc(n)
+                    gone += [_unstored(topics.EVENTS, t, dev, rx, DlqReason.UNKNOWN_DEVICE, _GONE,
+                                       {"tenant": t, "device_id": dev, "ts": ts, "event": ev,
+                                        "attrs": orjson.loads(attrs), "rx": rx, "seq": seq})
+                             for t, dev, ts, ev, attrs, rx, seq in lost]
                 if batch.status:
-                    writer.write_status(conn, batch.status, self.devices)
-                if batch.rejected:
-                    n = writer.write_rejected(conn, batch.rejected)
+                    keys: list[tuple[str, str]] = []
+                    writer.write_status(conn, batch.status, self.devices, unknown=keys)
+                    gone += [_unstored(topics.STATUS, t, dev, batch.status[(t, dev)][1],
+                                       DlqReason.UNKNOWN_DEVICE, _GONE,
+                                       {"tenant": t, "device_id": dev,
+                                        "event": batch.status[(t, dev)][0]})
+                             for t, dev in keys]
+                if batch.rejected or gone:
+                    n = writer.write_rejected(conn, batch.rejected + gone)
                     STORED_ROWS.labels("rejected").inc(n)
                 t_rows = time.perf_counter()
         except psycopg.OperationalError:
@@ -176,6 +250,11 @@ class StorageSink:
                 self._listen.close()
             raise
         self.last_seen.written(seen)
+        for row in gone:
+            DLQ_RECORDS.labels(row[4]).inc()
+        for row in batch.rejected:
+            if row[7] is None:  # made here (skipped), not read from the DLQ topic
+                DLQ_RECORDS.labels(row[4]).inc()
         t_end = time.perf_counter()
         self._observe(batch, started, t_end - t0, t_rows - t0)
 

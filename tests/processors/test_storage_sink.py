@@ -156,7 +156,10 @@ def test_unknown_devices_skipped_and_lamp_status_kept_as_event(
     assert [r[2] for r in _rows(conn, pks["m2"])] == [40.0]
     events = conn.execute("SELECT event, attrs, ts FROM events WHERE device_pk = %s", (pks["m2"],)).fetchall()
     assert events == [("lamp_status", {"status": "ok"}, T0)]
-    assert sink.duplicates == 2  # the unknown device's reading and the in-batch duplicate
+    assert sink.duplicates == 1  # the in-batch duplicate
+    # The unknown device's reading is not dropped silently: it is in the DLQ table (issue 15).
+    assert conn.execute("SELECT device_id, reason FROM rejected WHERE tenant_id = %s",
+                        (tenant,)).fetchall() == [("gone", "unknown_device")]
     sink.close()
 
 

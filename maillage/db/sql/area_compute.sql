@@ -16,7 +16,8 @@ WITH runs AS MATERIALIZED (
     SELECT u.id, r.bucket, count(*) AS devices, sum(r.n) AS n, sum(r.vsum) AS vsum,
            min(r.vmin) AS vmin, max(r.vmax) AS vmax, sum(r.energy) AS energy
     FROM runs u
-    JOIN devices d ON d.tenant_id = u.tenant_id AND d.{level} = u.name
+    -- care devices stay out of areas: their power is a home's, not the territory's energy view
+    JOIN devices d ON d.tenant_id = u.tenant_id AND d.{level} = u.name AND left(d.type, 5) <> 'care_'
     CROSS JOIN LATERAL (
         SELECT * FROM {table} r
         WHERE r.device_pk = d.pk AND r.metric_id = u.metric_id
