@@ -318,6 +318,8 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
         g["lc"] = ts  # the cabinet saw the street switch before its lamps could say so
     if ts - g["lc"] < g["gap"]:  # a lamp may not have reported since the street last switched
         return []
+    if g["lt"] and ts - min(g["lt"].values()) > 2 * g["gap"]:
+        return []  # a lamp has gone quiet: its last power is no longer what the cabinet feeds
     lamps = g["sum"] if g["sum"] > 0.05 else 0.0  # a running sum keeps rounding dust
     threshold = lamps * (1.0 + CABINET_MARGIN) + CABINET_MARGIN_W
     cab = device.device_id

@@ -298,6 +298,14 @@ def test_held_back_readings_are_not_judged_against_peers_that_moved_on() -> None
     assert run(iter(out)) == []
 
 
+def test_quiet_lamps_leave_the_cabinet_unjudged() -> None:
+    """Two lamps of five stop reporting in the afternoon: at dusk the cabinet feeds them, their
+    last reports say 0 W; the sum is incomplete, not the cabinet wrong."""
+    records = [(info, env) for info, env in street(1.2, lamp_every=5, cabinet_every=5)
+               if not (info.device_id in ("l0", "l1") and env.ts_us >= T0 + 14 * 3600 * S)]
+    assert not spans(run(iter(records)), Kind.CABINET_OVERCONSUMPTION)
+
+
 def test_dimming_not_applied_by_a_lamp_without_cabinet() -> None:
     """No peers: the lamp's own learned nights (dimmed from 22:30) are the reference."""
     alone = lamp_info("l3", cabinet=None)
