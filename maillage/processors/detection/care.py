@@ -88,6 +88,8 @@ SLEEP_MIN_US = 3 * HOUR_US
 SLEEP_SPLIT_US = 60 * MIN_US
 """Out of bed longer than this ends a sleep episode; shorter is a night trip."""
 SLEEP_LEARNED_AFTER = 3
+EVENING_MIN = 120
+"""Without a bed sensor, a gap begun this long before the night is taken as going to bed."""
 SLEEP_ALPHA = 0.2
 
 
@@ -305,8 +307,8 @@ def _inactivity(device: DeviceInfo, memory: Memory, ts: int, out: list[Finding])
     ctx = memory.get("ak", "h")
     if last is None or ctx == "b" or ts - memory.get("fl", -FALL_QUIET_US) < FALL_QUIET_US:
         return
-    if not memory.get("hb") and _is_night(device, memory, ts):
-        return  # no bed sensor: the night's sleep cannot be told from inactivity
+    if not memory.get("hb") and _sleeping_without_bed(device, memory, last, ts):
+        return
     gap_min = (ts - last) / MIN_US
     if ctx == "o":
         usual = memory.get("go", PRIOR_OUT_MIN)
@@ -379,6 +381,13 @@ def _night(memory: Memory) -> tuple[float, float]:
     if sl is not None and sl[2] >= SLEEP_LEARNED_AFTER:
         return sl[0] + SLEEP_MARGIN_MIN, sl[1] - SLEEP_MARGIN_MIN
     return (NIGHT_PRIOR[0] - 720) % 1440, (NIGHT_PRIOR[1] - 720) % 1440
+
+
+def _sleeping_without_bed(device: DeviceInfo, memory: Memory, last: int, ts: int) -> bool:
+    """Without a bed sensor, a gap in the night, or begun in the evening before it, is sleep."""
+    lo, hi = _night(memory)
+    start = (_local_min(device.tz, memory, last) - 720) % 1440
+    return lo - EVENING_MIN <= start <= hi or _is_night(device, memory, ts)
 
 
 def _is_night(device: DeviceInfo, memory: Memory, ts: int) -> bool:

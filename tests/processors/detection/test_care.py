@@ -381,3 +381,19 @@ def test_panic_pressed_while_out_keeps_the_outing() -> None:
     life.heartbeats(at(0, 0), at(7, 19))
     out = run(engine(), life.sorted())
     assert kinds(out) == [("open", "panic_button", "h1-button")]
+
+
+def test_dwelling_without_bed_sensor_sleeps_at_night() -> None:
+    """No bed sensor: the evening-to-morning gap is the night's sleep, not inactivity; a still
+    day is still raised."""
+    life = week(7)
+    still(life, at(7, 10), at(7, 15))
+    life.stay(at(7, 7.5), at(7, 10), "kitchen")
+    life.stay(at(7, 15), at(7, 17), "living")
+    life.heartbeats(at(0, 0), at(7, 17))
+    recs = [r for r in life.sorted() if r[0] is not BED]
+    out = run(engine(), recs)
+    assert kinds(out) == [("open", "long_inactivity", "h1-hub"),
+                          *[("update", "long_inactivity", "h1-hub")] * (len(out) - 2),
+                          ("close", "long_inactivity", "h1-hub")]
+    assert out[0].anomaly.start_us >= at(7, 9.9)
