@@ -4,6 +4,7 @@ Devices are looked up per batch (one query for every device the cache misses) an
 the cache when the registry announces a change on `maillage_devices` (migrations 0005 and 0008:
 type, installation, place, dwelling, meta, expected interval). Unknown devices are remembered
 for `miss_ttl_s` so a flood from an unregistered id costs one query per TTL, not per record.
+Everything is looked up again every `reload_s` (a safety net; tenants' time zones are not announced).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ CHANNEL = "maillage_devices"
 class Directory:
     """(tenant, device_id) -> DeviceInfo, cached; `refresh()` applies the registry's NOTIFYs."""
 
-    def __init__(self, database_url: str, miss_ttl_s: float = 30.0) -> None:
+    def __init__(self, database_url: str, miss_ttl_s: float = 30.0, reload_s: float = 600.0) -> None:
         self.url = database_url
         self.miss_ttl_s = miss_ttl_s
+        self.reload_s = reload_s
+        self._cleared = time.monotonic()
         self._known: dict[tuple[str, str], DeviceInfo] = {}
         self._misses: dict[tuple[str, str], float] = {}
         self._zones: dict[str, ZoneInfo] = {}
@@ -50,6 +53,11 @@ class Directory:
         except psycopg.OperationalError:
             self._listen.close()
             raise
+        if time.monotonic() - self._cleared > self.reload_s:
+            # A safety net, and what a tenant's time zone change (not announced) needs.
+            self._known.clear()
+            self._misses.clear()
+            self._cleared = time.monotonic()
 
     def _on_notify(self, note: psycopg.Notify) -> None:
         tenant, _, device_id = note.payload.partition("/")
