@@ -73,6 +73,13 @@ class DetectionSink:
         self.max_records = max_records
         self.group_id = group_id
         self.directory = Directory(database_url)
+        t = self.engine.tables
+        log.info("detection rules: %d by type, %d group, %d data quality, %d for rejects; "
+                 "statistical detector %s; checkpoint every %.1f s",
+                 sum(map(len, t.rules.values())), sum(map(len, t.group_rules.values())),
+                 sum(map(len, t.quality.values())), len(t.on_rejected),
+                 "on" if self.engine.online is not None and self.engine.online.cls else "off",
+                 checkpoint_s)
         self._conn: psycopg.Connection | None = None
         self._batch = Batch()
         self._next: dict[tuple[str, int], int] = {}  # processed through, not yet checkpointed
