@@ -1,5 +1,6 @@
-"""Care rules on a synthetic dwelling: a resident's weeks (sleep, night trips, outings, naps) stay
-quiet; falls, panic, inactivity, wandering, heat, cold and batteries open with evidence and clear."""
+"""Care rules (`care`, `care_routine`) on a synthetic dwelling: a resident's weeks (sleep, night
+trips, outings, naps) stay quiet; falls, panic, inactivity, wandering, heat, cold and batteries
+open with evidence and clear."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from maillage.envelope import Envelope, SourceFormat, to_us
-from maillage.processors.detection import care
+from maillage.processors.detection import care, care_routine
 from maillage.processors.detection.engine import Engine
 from maillage.processors.detection.model import DeviceInfo, Severity, Transition
 
@@ -206,7 +207,7 @@ def test_long_inactivity_raised_on_the_hub_and_cleared() -> None:
     assert t0 - 5 * MIN <= opened.start_us <= t0  # since the last activity
     assert opened.severity == Severity.WARNING
     ev = opened.evidence
-    assert ev["inactive_min"] >= ev["threshold_min"] >= care.GAP_FLOOR_MIN
+    assert ev["inactive_min"] >= ev["threshold_min"] >= care_routine.GAP_FLOOR_MIN
     assert ev["usual_max_min_at_this_hour"] < 30  # the resident moves every few minutes
     assert ev["since_local"][:2] in ("09", "10")
     assert "resident" not in ev
@@ -268,7 +269,7 @@ def test_night_wandering(trigger: str) -> None:
     else:
         ev = opened.evidence
         assert ev["trigger"] == "bed_empty" and opened.start_us == at(7, 2.5)
-        assert ev["bed_empty_min"] > ev["threshold_min"] >= care.NIGHT_TRIP_FLOOR_MIN
+        assert ev["bed_empty_min"] > ev["threshold_min"] >= care_routine.NIGHT_TRIP_FLOOR_MIN
     assert opened.evidence["local_time"].startswith("02:")
     assert closed.end_us == at(7, 3.2) + 20 * S
 
@@ -346,8 +347,8 @@ def test_local_time_follows_daylight_saving() -> None:
     mem: dict[str, object] = {}
     winter = to_us(datetime(2026, 1, 5, 3, 0, tzinfo=PARIS))
     summer = to_us(datetime(2026, 7, 5, 3, 0, tzinfo=PARIS))
-    assert care._local_min(PARIS, mem, winter) == 180
-    assert care._local_min(PARIS, mem, summer) == 180
+    assert care_routine._local_min(PARIS, mem, winter) == 180
+    assert care_routine._local_min(PARIS, mem, summer) == 180
 
 
 def test_held_back_sensor_does_not_make_inactivity() -> None:
