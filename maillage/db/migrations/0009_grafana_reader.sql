@@ -3,7 +3,7 @@
 -- tokens; never the tables themselves. It can log in once `maillage migrate` has set its password
 -- from MAILLAGE_GRAFANA_DB_PASSWORD (a migration cannot hold a secret). Roles belong to the server,
 -- not the database: created only when missing.
--- depends: 0008_detection
+-- depends: 0008_detection_timescale
 
 DO $$ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_reader') THEN
