@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from maillage.processors.poison import DeadLetterSink, dead_letter_record, write_or_dead_letter
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 _WAITING_POLL_MS = 5
 _IDLE_S = 1.0  # a SeekingSink's `idle` hook runs at most this often
-_REVOKE_RETRY_S = 60.0  # a rebalance waits this long at most for a database that is down
+_REVOKE_RETRY_S = 60.0
+_STOP_TIMEOUT_S = 30.0  # a rebalance waits this long at most for a database that is down
 
 
 class Sink(Protocol):
@@ -252,8 +254,15 @@ class Runner:
             await task
 
     async def _commit(self, last: dict[TopicPartition, int]) -> None:
+        """Commit the offsets of stored records. A commit the group refuses (it rebalanced, or
+        its coordinator failed over) is no error: the records are stored, and whoever owns the
+        partitions now replays them from the last committed offset, which the sinks absorb."""
         assert self._consumer is not None
-        await self._consumer.commit({tp: OffsetAndMetadata(off + 1, "") for tp, off in last.items()})
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(off + 1, "") for tp, off in last.items()})
+        except CommitFailedError as exc:
+            log.warning("%s: offset commit refused (%s); the partitions' next owner replays "
+                        "from the last committed offset", self.group_id, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the last checkpoint runs before returning."""
@@ -314,7 +323,10 @@ class Runner:
                 await asyncio.wait([self._in_flight])
                 if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
                     log.warning("%s: a batch write failed too: %s", self.group_id, self._in_flight.exception())
-            await consumer.stop()
+            try:  # leaving the group waits on its coordinator, which may be gone
+                await asyncio.wait_for(consumer.stop(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("%s: the consumer did not stop in %.0f s", self.group_id, _STOP_TIMEOUT_S)
             if self._producer is not None:
                 await self._producer.stop()
             log.info("%s stopped after %d records", self.group_id, self.records)
