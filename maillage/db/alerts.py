@@ -50,6 +50,23 @@ SNAPSHOT_SQL = (
 _SCOPE = ("(%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
           "AND (%(care)s::boolean IS NULL OR care = %(care)s)")
 
+# The filters of the lists, each used only when given: a query text per combination, so that
+# PostgreSQL plans each with the indexes it can use (a generic `$1 IS NULL OR col = $1` cannot).
+_FILTERS = {
+    "tenant": "tenant_id = %(tenant)s", "care": "care = %(care)s", "state": "state = %(state)s",
+    "kind": "kind = %(kind)s", "severity": "severity = %(severity)s",
+    "device": "device_id = %(device)s", "end": "first_at < %(end)s",
+    "start": "last_at >= %(start)s", "a_ts": "(last_at, id) < (%(a_ts)s, %(a_id)s)",
+    "opened_from": "opened_at >= %(opened_from)s", "opened_to": "opened_at < %(opened_to)s",
+    "after": "(id > %(after)s OR id = ANY(%(also)s))",
+}
+
+
+def _where(values: dict[str, Any]) -> str:
+    """`AND` of the filters whose value is given (`_FILTERS`)."""
+    return " AND ".join(_FILTERS[k] for k, v in values.items() if k in _FILTERS and v is not None
+                        ) or "true"
+
 
 def _rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
@@ -64,19 +81,11 @@ async def list_alerts(*, conn: psycopg.AsyncConnection, tenant: str | None, care
     """Alerts with an anomaly in [start, end) (first before end, latest at or after start),
     latest anomaly first, after the cursor (last_at, id)."""
     a_ts, a_id = after if after is not None else (None, None)
+    values = {"tenant": tenant, "care": care, "state": state, "kind": kind, "severity": severity,
+              "device": device, "start": start, "end": end, "a_ts": a_ts, "a_id": a_id,
+              "limit": limit}
     cur = await conn.execute(
-        f"{_SELECT} WHERE {_SCOPE} "
-        "AND (%(state)s::text IS NULL OR state = %(state)s) "
-        "AND (%(kind)s::text IS NULL OR kind = %(kind)s) "
-        "AND (%(severity)s::text IS NULL OR severity = %(severity)s) "
-        "AND (%(device)s::text IS NULL OR device_id = %(device)s) "
-        "AND (%(end)s::timestamptz IS NULL OR first_at < %(end)s) "
-        "AND (%(start)s::timestamptz IS NULL OR last_at >= %(start)s) "
-        "AND (%(a_ts)s::timestamptz IS NULL OR (last_at, id) < (%(a_ts)s, %(a_id)s)) "
-        "ORDER BY last_at DESC, id DESC LIMIT %(limit)s",
-        {"tenant": tenant, "care": care, "state": state, "kind": kind, "severity": severity,
-         "device": device, "start": start, "end": end, "a_ts": a_ts, "a_id": a_id,
-         "limit": limit})
+        f"{_SELECT} WHERE {_where(values)} ORDER BY last_at DESC, id DESC LIMIT %(limit)s", values)
     return _rows(await cur.fetchall())
 
 
@@ -173,17 +182,14 @@ async def alert_stats(*, conn: psycopg.AsyncConnection, tenant: str | None, care
     acknowledgement and to resolution (of those acknowledged, resolved)."""
     ack = "extract(epoch FROM acknowledged_at - opened_at)"
     res = "extract(epoch FROM resolved_at - opened_at)"
+    values = {"tenant": tenant, "care": care, "opened_from": start, "opened_to": end}
     cur = await conn.execute(
         "SELECT kind, count(*), count(acknowledged_at), count(resolved_at), "
         f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {ack}), "
         f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {ack}), "
         f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {res}), "
         f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {res}) "
-        f"FROM alerts WHERE {_SCOPE} "
-        "AND (%(start)s::timestamptz IS NULL OR opened_at >= %(start)s) "
-        "AND (%(end)s::timestamptz IS NULL OR opened_at < %(end)s) "
-        "GROUP BY kind ORDER BY kind",
-        {"tenant": tenant, "care": care, "start": start, "end": end})
+        f"FROM alerts WHERE {_where(values)} GROUP BY kind ORDER BY kind", values)
     return [dict(zip(STATS_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
 
 
@@ -217,10 +223,10 @@ async def events_after(*, conn: psycopg.AsyncConnection, after: int, also: Seque
                        tenant: str | None, care: bool | None,
                        limit: int = STREAM_BATCH) -> list[dict[str, Any]]:
     """Events in scope with id > `after`, plus the ids in `also` (notified late), oldest first."""
+    values = {"after": after, "also": list(also), "tenant": tenant, "care": care, "limit": limit}
     cur = await conn.execute(
         "SELECT id, alert_id, tenant_id, care, action, snapshot FROM alert_events "
-        f"WHERE (id > %(after)s OR id = ANY(%(also)s)) AND {_SCOPE} ORDER BY id LIMIT %(limit)s",
-        {"after": after, "also": list(also), "tenant": tenant, "care": care, "limit": limit})
+        f"WHERE {_where(values)} ORDER BY id LIMIT %(limit)s", values)
     return [dict(zip(STREAM_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
 
 
