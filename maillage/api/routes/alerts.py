@@ -307,7 +307,8 @@ async def _events(listener: psycopg.AsyncConnection, p: Principal, tenant: str |
                   recheck_s: float) -> AsyncIterator[dict[str, str]]:
     """The stream's events: those after `after`, then each one as it commits, while the token
     stays valid."""
-    cursor, late = after, list[int]()
+    cursor = after
+    late: list[int] = []  # notified ids at or below the cursor (committed out of order)
     sent: deque[int] = deque(maxlen=2000)  # ids sent below the cursor: never twice
     checked = time.monotonic()
     try:
