@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from maillage.db import alerts as db_alerts
 from maillage.registry.tenants import add_tenant
 from maillage.registry.tokens import create_token
 from tests.api.test_alerts_world import T0, World, access_rows, insert_alert, make_world
@@ -287,3 +289,23 @@ def test_care_reads_go_to_the_access_log(client: TestClient, world: World, db_ur
     ]
     client.get(f"/v1/alerts/{world.ids['b_fall']}", headers=world.headers("care_coordinator"))
     assert len(access_rows(db_url, world.a)) == before + 3
+
+
+def test_concurrent_acks_one_wins(world: World, db_url: str) -> None:
+    """Ten people acknowledge the same alert at once: one wins, nine get the refusal, one event."""
+    alert_id = _fresh(db_url, world, "meter_race", kind="spike", device="meter-7", care=False)
+
+    async def one(i: int) -> str:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            try:
+                await db_alerts.act(conn=conn, alert_id=alert_id, tenant=world.a, care=None,
+                                    action="acknowledged", actor=f"person-{i}", detail={})
+            except db_alerts.ActionRefused:
+                return "refused"
+            return "acked"
+
+    async def all_of_them() -> list[str]:
+        return await asyncio.gather(*(one(i) for i in range(10)))
+
+    assert sorted(asyncio.run(all_of_them())) == ["acked"] + ["refused"] * 9
+    assert [e[1] for e in _events(db_url, alert_id)] == ["opened", "acknowledged"]
