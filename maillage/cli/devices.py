@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from maillage.config import Settings
 from maillage.db.devices import tenant_devices
 from maillage.errors import RegistryError
 from maillage.registry.models import DeviceCredentials, DeviceSpec
+from maillage.registry.secret_files import write_secret
 
 devices_app = typer.Typer(help="Devices and their MQTT credentials.", no_args_is_help=True)
 
@@ -110,12 +112,12 @@ def devices_import(
     items = load_devices(file, default_tenant=tenant)
     creds = register_everywhere(settings, items)
     if credentials_out is not None:
-        with credentials_out.open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["tenant", "device_id", "mqtt_username", "mqtt_password", "topic_prefix"])
-            for c in creds:
-                w.writerow([c.tenant, c.device_id, c.mqtt_username, c.mqtt_password, c.topic_prefix])
-        credentials_out.chmod(0o600)
+        out = io.StringIO(newline="")
+        w = csv.writer(out)
+        w.writerow(["tenant", "device_id", "mqtt_username", "mqtt_password", "topic_prefix"])
+        for c in creds:
+            w.writerow([c.tenant, c.device_id, c.mqtt_username, c.mqtt_password, c.topic_prefix])
+        write_secret(credentials_out, out.getvalue())  # 0600 from creation: it holds passwords
     typer.echo(f"imported {len(creds)} devices"
                + (f"; credentials in {credentials_out}" if credentials_out else ""))
 

@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from maillage.errors import StackError
+from maillage.registry.secret_files import write_secret
 from maillage.topics import device_prefix
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ def ensure_files(directory: Path) -> None:
     for name in (PASSWORD_FILE, ACL_FILE):
         path = directory / name
         if not path.exists():
-            path.write_text("")
-            path.chmod(0o600)
+            write_secret(path, "")
 
 
 def render(conn: psycopg.Connection, directory: Path) -> int:
@@ -73,10 +73,7 @@ def render(conn: psycopg.Connection, directory: Path) -> int:
 
 
 def _replace(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
+    write_secret(path, text)  # created 0600, never world-readable in between
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from maillage.errors import StackError
 from maillage.registry.broker_auth import ensure_files
 from maillage.registry.dynsec import DynsecClient
+from maillage.registry.secret_files import write_secret
 from maillage.stack.process import ManagedProcess, wait_for_port
 
 ADMIN_USER = "maillage-admin"
@@ -119,9 +120,8 @@ def prepare(directory: Path, port: int) -> MqttCredentials:
             check=True, capture_output=True,
         )
         _mark_gateway_pending(directory)
-        creds_file.write_text(json.dumps({"admin_password": creds.admin_password,
-                                          "gateway_password": creds.gateway_password}))
-        creds_file.chmod(0o600)
+        write_secret(creds_file, json.dumps({"admin_password": creds.admin_password,
+                                             "gateway_password": creds.gateway_password}))
     ensure_files(directory)
     (directory / "mosquitto.conf").write_text(render_config(directory=directory, port=port))
     return creds

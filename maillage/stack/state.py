@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 from maillage.config import Settings
 from maillage.errors import StackError
 from maillage.registry.broker_auth import FileAuth
+from maillage.registry.secret_files import write_secret
 from maillage.stack.mosquitto import ADMIN_USER
 
 STATE_FILE = "state.json"
@@ -35,9 +35,8 @@ class StackState(BaseModel):
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = data_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2))
-        os.replace(tmp, data_dir / STATE_FILE)
+        # 0600: the database URL it holds carries the embedded PostgreSQL's password.
+        write_secret(data_dir / STATE_FILE, self.model_dump_json(indent=2))
 
     def running(self) -> bool:
         """True while the `maillage up` process that wrote this is alive."""
