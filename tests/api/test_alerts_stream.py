@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ import pytest
 
 from maillage.api.app import create_app
 from maillage.db.alerts import STREAM_APPLICATION
+from maillage.stack.process import free_port
 from tests.api.test_alerts_world import World, access_rows, insert_alert, make_world, serve
 
 log = logging.getLogger(__name__)
@@ -293,3 +297,32 @@ def test_revoked_token_ends_its_stream(api: str, db_url: str) -> None:
         assert reader.ended.wait(WAIT_S)
         r = client.get("/v1/alerts/stream", headers=world.headers("energy_manager"))
         assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_sigterm_stops_the_api_with_a_stream_open(db_url: str) -> None:
+    """An open stream does not hold the API process up: SIGTERM ends the stream and the process
+    (uvicorn in its own process, as `maillage api` runs it)."""
+    world = make_world(db_url)
+    port = free_port()
+    code = ("import uvicorn; from maillage.api.app import create_app; "
+            f"uvicorn.run(create_app({db_url!r}), host='127.0.0.1', port={port}, "
+            "log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, "API did not start"
+                time.sleep(0.1)
+        reader = Reader(f"http://127.0.0.1:{port}/v1/alerts/stream",
+                        world.headers("admin")).start()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(WAIT_S)
+        assert reader.ended.wait(WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
