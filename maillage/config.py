@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     """External broker with its dynsec admin account, e.g. mqtt://maillage-admin:secret@host:1883."""
     mqtt_gateway_password: str | None = None
+    token_ttl_days: int = 90
+    """Days a new API token lives unless `tokens create --ttl-days` says otherwise (0: never)."""
     grafana_db_password: str | None = None
     """Password `maillage migrate` gives the database role Grafana reads through."""
     api_host: str = "127.0.0.1"

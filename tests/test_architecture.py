@@ -97,10 +97,6 @@ def test_no_route_module_runs_sql() -> None:
 # listed so the test guards everything else now; the integrator moves them and empties this.
 KNOWN_EDGES: dict[tuple[str, str], str] = {
     ("bench", "cli"): "maillage/bench/cli.py imports maillage.cli.common; move `bench` to cli/",
-    ("simulators", "cli"): "maillage/simulators/cli.py is a shim for cli/main.py's "
-                           "_register_optional: import maillage.cli.simulate there, delete the shim",
-    ("ingest", "bench"): "maillage/ingest/hotpath_bench.py (a benchmark script) imports "
-                         "maillage.bench.fleet: it belongs in bench/",
 }
 
 

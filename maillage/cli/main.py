@@ -17,6 +17,8 @@ from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.cli.eval import eval_app
+from maillage.cli.simulate import simulate
+from maillage.cli.tokens import tokens_app
 from maillage.config import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,6 @@ log = logging.getLogger(__name__)
 app = typer.Typer(help="maillage: IoT data backbone for smart territories.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 tenants_app = typer.Typer(help="Tenants: communes, EPCI, social landlords.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 processor_app = typer.Typer(help="Run one async processor (started by `maillage up`).",
                             no_args_is_help=True)
 app.add_typer(tenants_app, name="tenants")
@@ -130,24 +131,6 @@ def tenants_list(data_dir: DataDir = None) -> None:
 
     with psycopg.connect(_db(settings_for(data_dir))) as conn:
         print_json({"items": list_tenants(conn)})
-
-
-@tokens_app.command("create")
-@clean_errors
-def tokens_create(tenant: Annotated[str, typer.Option(help="Tenant id, or '*' (admin only).")],
-                  role: Annotated[str, typer.Option(help="admin, energy_manager, care_coordinator, opendata")],
-                  label: str | None = None,
-                  json: Annotated[bool, typer.Option("--json")] = False,
-                  data_dir: DataDir = None) -> None:
-    """Create an API token (printed once)."""
-    from maillage.registry.tokens import create_token
-
-    with psycopg.connect(_db(settings_for(data_dir))) as conn:
-        token = create_token(conn, tenant=tenant, role=role, label=label)
-    if json:
-        print_json({"token": token, "tenant": tenant, "role": role})
-    else:
-        typer.echo(token)
 
 
 def _serve(coro_factory, component: str, settings: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -341,19 +324,12 @@ def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> 
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
-def _register_optional() -> None:
-    """Commands that live with their stage."""
-    try:
-        from maillage.simulators.cli import simulate
-    except ImportError:
-        return
-    app.command("simulate")(simulate)
-    try:
-        from maillage.bench.cli import bench
-    except ImportError:
-        return
+def _register_bench() -> None:
+    """`maillage bench`: its module pulls in the bench's heavy imports only when it runs."""
+    from maillage.bench.cli import bench  # the bench package imports cli.common: after app exists
+
     app.command("bench")(bench)
 
 
-_register_optional()
-
+app.command("simulate")(simulate)
+_register_bench()

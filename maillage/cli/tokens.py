@@ -1,7 +1,6 @@
 """`maillage tokens create|list|revoke`: API tokens, their expiry, last use and revocation.
 
-`tokens_app` replaces the `tokens` group of `cli/main.py` once the integrator registers it
-(`app.add_typer(tokens_app, name="tokens")`, the old `tokens create` removed there).
+Default lifetime of a new token: `MAILLAGE_TOKEN_TTL_DAYS` (`Settings.token_ttl_days`, 90).
 """
 
 from __future__ import annotations
@@ -12,24 +11,14 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
-from maillage.registry.tokens import DEFAULT_TTL_DAYS, create_token, list_tokens, revoke_token
+from maillage.registry.tokens import create_token, list_tokens, revoke_token
 from maillage.stack.state import database_url
 
 log = logging.getLogger(__name__)
 
 tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
-
-
-class TokenSettings(BaseSettings):
-    """`MAILLAGE_TOKEN_TTL_DAYS`: days a new token lives (0: never expires); to fold into
-    `config.Settings` (owned elsewhere while this was written)."""
-
-    model_config = SettingsConfigDict(env_prefix="MAILLAGE_", extra="ignore")
-
-    token_ttl_days: int = DEFAULT_TTL_DAYS
 
 
 @tokens_app.command("create")
@@ -43,8 +32,9 @@ def tokens_create(tenant: Annotated[str, typer.Option(help="Tenant id, or '*' (a
                   json: Annotated[bool, typer.Option("--json")] = False,
                   data_dir: DataDir = None) -> None:
     """Create an API token (printed once)."""
-    ttl = TokenSettings().token_ttl_days if ttl_days is None else ttl_days
-    with psycopg.connect(database_url(settings_for(data_dir))) as conn:
+    settings = settings_for(data_dir)
+    ttl = settings.token_ttl_days if ttl_days is None else ttl_days
+    with psycopg.connect(database_url(settings)) as conn:
         token = create_token(conn, tenant=tenant, role=role, label=label, ttl_days=ttl)
     if json:
         print_json({"token": token, "tenant": tenant, "role": role, "ttl_days": ttl})

@@ -1,5 +1,5 @@
 """Micro-benchmark of the gateway's CPU hot path, without brokers: `python -m
-maillage.ingest.hotpath_bench [--messages N] [--repeat R] [--instructions]`.
+maillage.bench.hotpath [--messages N] [--repeat R] [--instructions]`.
 
 Feeds the default territory's message mix (`maillage.bench.fleet`: real payloads re-stamped per
 bench device) through what the gateway does per message: `Ingest.convert`, then `kind`, `key`,
@@ -121,10 +121,10 @@ def _callgrind(saved: str, kind: str, passes: int) -> int:
     """Instructions of a run of `passes` passes over one kind of the saved corpus, by the same
     `maillage` tree as this process (not necessarily the installed one)."""
     root = str(Path(maillage.__file__).parent.parent)
-    argv = ["hotpath_bench", "--replay", saved, "--kind", kind, "--passes", str(passes)]
+    argv = ["hotpath", "--replay", saved, "--kind", kind, "--passes", str(passes)]
     boot = (f"import sys, runpy; sys.path.insert(0, {root!r}); sys.meta_path[:] = [f for f in "
             f"sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]; "
-            f"sys.argv = {argv!r}; runpy.run_module('maillage.ingest.hotpath_bench', run_name='__main__')")
+            f"sys.argv = {argv!r}; runpy.run_module('maillage.bench.hotpath', run_name='__main__')")
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
            "-c", boot]
     err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
