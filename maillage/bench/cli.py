@@ -45,6 +45,8 @@ def bench(
                                 "(seeds its own database: a few minutes).")] = False,
     commune_meters: Annotated[int, typer.Option(help="Meters of the --commune-query commune.",
                                                 min=10)] = 10_000,
+    kafka: Annotated[str | None, typer.Option(
+        "--kafka", help="Embedded Kafka of the bench stack: apache or tansu (default: as `maillage up`).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Benchmark: machine baselines, end-to-end readings/s, latency, cost per component."""
@@ -54,6 +56,10 @@ def bench(
     from maillage.bench.runner import Bench, BenchConfig, default_docs_path
 
     settings = settings_for(data_dir, "bench")
+    if kafka is not None:
+        if kafka not in ("apache", "tansu"):
+            raise typer.BadParameter("--kafka must be apache or tansu")
+        settings = settings.model_copy(update={"kafka_kind": kafka})
     logging.getLogger().setLevel(logging.WARNING)
     config = BenchConfig(duration_s=duration, quick=quick, gateways=gateways, storages=storages,
                          publishers=publishers, sessions=sessions, rate=rate, pause_db_s=pause_db,

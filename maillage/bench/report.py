@@ -163,6 +163,10 @@ def markdown_row(doc: dict[str, Any]) -> str:
     st = doc.get("storage") or {}
     lat = doc["latency_ms"]["stored"]
     notes = []
+    kafka = doc.get("config", {}).get("kafka") or {}
+    if kafka.get("kind"):
+        notes.append(f"Kafka {kafka['kind']}" + (f" (up in {kafka['start_s']} s)"
+                                                 if kafka.get("start_s") is not None else ""))
     if doc.get("config", {}).get("quick"):
         notes.append("quick")
     if doc.get("config", {}).get("profiled"):

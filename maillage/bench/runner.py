@@ -403,7 +403,7 @@ class Bench:
         topic = f"maillage.bench.raw.{self.run_id}"
         bootstrap = self.state.kafka_bootstrap
         asyncio.run(baselines.create_topic(bootstrap, topic, self.settings.topic_partitions(
-            embedded="kafka" in self.state.embedded)))
+            embedded=self.state.kafka_kind == "tansu")))
         ids = [s.username.split("/", 1)[1] for s in self.sessions[0]][:FEED_DEVICES]
         records, _ = baselines.envelope_records(self.mix, TENANT, ids, self.t0, 4096)
         produced, consumed = ctx.Value("q", 0, lock=False), ctx.Value("q", 0, lock=False)
@@ -884,7 +884,9 @@ class Bench:
                        "window_readings": cfg.window_readings, "warmup_s": cfg.warmup_s,
                        "use_running": cfg.use_running, "profiled": profile is not None,
                        "readings_per_message": round(readings_per_message(self.mix), 2),
-                       "mix": {a.name: round(a.share, 4) for a in self.mix}, "run_id": self.run_id},
+                       "mix": {a.name: round(a.share, 4) for a in self.mix}, "run_id": self.run_id,
+                       "kafka": {"kind": self.state.kafka_kind or "external",
+                                 "start_s": self.state.kafka_start_s}},
             "baselines": baseline,
             "e2e": {"readings_per_s": round(thr.readings_per_s),
                     "messages_per_s": round(thr.messages / thr.seconds) if thr.seconds else 0,

@@ -28,6 +28,8 @@ class StackState(BaseModel):
     kafka_bootstrap: str = ""
     kafka_kind: str | None = None
     """`apache` or `tansu` when the stack started its own Kafka; None for an external one."""
+    kafka_start_s: float | None = None
+    """Seconds the embedded Kafka took to start and answer (None for an external one)."""
     database_url: str = ""
     up_pid: int = 0
     pids: dict[str, int] = Field(default_factory=dict)

@@ -113,6 +113,7 @@ class Supervisor:
             bootstrap = s.kafka_bootstrap
         else:
             kport = free_port()
+            began = time.monotonic()
             if s.kafka_kind == "apache":
                 kproc = apache_kafka.start(self.data_dir, kport)
             else:
@@ -120,6 +121,7 @@ class Supervisor:
             self._child(kproc)
             self.state.embedded.append("kafka")
             self.state.kafka_kind = s.kafka_kind
+            self.state.kafka_start_s = round(time.monotonic() - began, 1)
             bootstrap = f"127.0.0.1:{kport}"
         self.state.kafka_bootstrap = bootstrap
         tansu = "kafka" in self.state.embedded and s.kafka_kind == "tansu"
