@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 def bench(
     duration: Annotated[float, typer.Option(help="Seconds of the throughput phase.", min=5)] = 300,
     json: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
-    no_append: Annotated[bool, typer.Option("--no-append",
-                                            help="Do not add the run to docs/benchmarks.md.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="Add the run to the runs table of "
+                                                          "docs/benchmarks.md (or --append-to).")] = False,
+    no_append: Annotated[bool, typer.Option("--no-append", hidden=True,
+                                            help="Kept for old scripts: runs are only recorded "
+                                                 "with --record.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Short baselines and latency phase "
                                                         "(about a minute with --duration 15).")] = False,
     gateways: Annotated[int, typer.Option(help="Gateway processes of the embedded stack.", min=1)] = 1,
@@ -79,7 +82,7 @@ def bench(
     if json is not None:
         json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         console.print(f"JSON written to {json}")
-    if not no_append:
+    if record and not no_append:
         path = append_to or default_docs_path()
         append_run(path, doc)
         if "commune_query" in doc:

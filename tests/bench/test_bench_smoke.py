@@ -19,10 +19,13 @@ def test_quick_bench_writes_the_contract_json(tmp_path: Path) -> None:
     env = dict(os.environ, MAILLAGE_DATA_DIR=str(tmp_path / "unused"))
     for var in ("MAILLAGE_DATABASE_URL", "MAILLAGE_KAFKA_BOOTSTRAP", "MAILLAGE_MQTT_URL"):
         env.pop(var, None)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
     proc = subprocess.run(
-        [sys.executable, "-m", "maillage", "bench", "--duration", "15", "--quick", "--json", str(out),
-         "--no-append"], capture_output=True, text=True, env=env, timeout=280)
+        [sys.executable, "-m", "maillage", "bench", "--duration", "15", "--quick", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert docs.read_bytes() == before, "a run is added to docs/benchmarks.md only with --record"
     doc = json.loads(out.read_text())
     assert set(doc) >= {"machine", "baselines", "e2e", "latency_ms", "cost"}
     assert set(doc["baselines"]) >= {"mqtt_msgs_per_s", "kafka_records_per_s", "copy_rows_per_s"}
