@@ -96,7 +96,6 @@ def test_no_route_module_runs_sql() -> None:
 # Edges of a cycle that sit in files owned by work going on in parallel (detection and bench):
 # listed so the test guards everything else now; the integrator moves them and empties this.
 KNOWN_EDGES: dict[tuple[str, str], str] = {
-    ("bench", "cli"): "maillage/bench/cli.py imports maillage.cli.common; move `bench` to cli/",
 }
 
 

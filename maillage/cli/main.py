@@ -12,6 +12,7 @@ import psycopg
 import typer
 
 from maillage.cli.alerts import alerts_app
+from maillage.cli.bench import bench
 from maillage.cli.broker import broker_app
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
@@ -324,12 +325,5 @@ def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> 
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
-def _register_bench() -> None:
-    """`maillage bench`: its module pulls in the bench's heavy imports only when it runs."""
-    from maillage.bench.cli import bench  # the bench package imports cli.common: after app exists
-
-    app.command("bench")(bench)
-
-
 app.command("simulate")(simulate)
-_register_bench()
+app.command("bench")(bench)
