@@ -209,7 +209,7 @@ class Bench:
         """Register the bench devices and the raw-MQTT account; returns passwords by username."""
         from maillage.registry.devices import register
         from maillage.registry.tenants import add_tenant, tenant_exists
-        from maillage.stack.dynsec import DynsecClient
+        from maillage.registry.dynsec import DynsecClient
         from maillage.stack.state import mqtt_admin
 
         mqtt_specs, silent = self._specs()
@@ -237,7 +237,7 @@ class Bench:
     def _unregister(self) -> None:
         """Remove the bench's broker accounts (rows stay: they are the measured data)."""
         from maillage.registry.devices import device_role
-        from maillage.stack.dynsec import DynsecClient
+        from maillage.registry.dynsec import DynsecClient
         from maillage.stack.state import mqtt_admin
 
         users = [s.username for w in self.sessions for s in w] + [f"{TENANT}/{self.run_id}-probe",
