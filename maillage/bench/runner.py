@@ -208,8 +208,8 @@ class Bench:
     def _register(self) -> dict[str, str]:
         """Register the bench devices and the raw-MQTT account; returns passwords by username."""
         from maillage.registry.devices import register
-        from maillage.registry.tenants import add_tenant, tenant_exists
         from maillage.registry.dynsec import DynsecClient
+        from maillage.registry.tenants import add_tenant, tenant_exists
         from maillage.stack.state import mqtt_admin
 
         mqtt_specs, silent = self._specs()
