@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from maillage.bench.commune import seed_commune
 from maillage.db import rollups
 from maillage.db.readings import metric_ids, query_area, write_staged
 
@@ -77,7 +78,7 @@ def test_mark_dirty_from_a_staging_table(
 def test_seed_commune_small(conn: psycopg.Connection, make_tenant: Callable[..., str]) -> None:
     """The benchmark helper on a small commune: one value per day, summed over every meter."""
     tenant = make_tenant()
-    pks = rollups.seed_commune(conn, tenant=tenant, commune="petite", meters=12, days=40)
+    pks = seed_commune(conn, tenant=tenant, commune="petite", meters=12, days=40)
     assert len(pks) == 12
     now = datetime.now(UTC)
     days = query_area(conn, tenant=tenant, level="commune", name="petite", metric=E,
