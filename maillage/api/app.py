@@ -74,7 +74,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
         """Prometheus metrics of every maillage process of this stack."""
         registry = CollectorRegistry()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
         else:
             from prometheus_client import REGISTRY as registry  # noqa: N811
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

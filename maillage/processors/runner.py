@@ -95,7 +95,7 @@ class SeekingSink(Sink, Protocol):
         """Nothing arrived for a while: a chance to checkpoint what is kept apart."""
 
 
-class _Checkpointer(ConsumerRebalanceListener):
+class _Checkpointer(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships it untyped
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 

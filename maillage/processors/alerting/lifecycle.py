@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import psycopg
@@ -149,7 +150,7 @@ class AlertingSink:
             CHANGES.labels(action).inc()
         return action
 
-    def _open(self, conn: psycopg.Connection, inc: Incoming, live: dict | None, care: bool,
+    def _open(self, conn: psycopg.Connection, inc: Incoming, live: dict[str, Any] | None, care: bool,
               tz: str) -> str | None:
         if live is not None:
             db.repeat_alert(conn=conn, alert_id=live["id"], at_us=inc.start_us,
@@ -192,7 +193,7 @@ class AlertingSink:
         return "opened"
 
     def _event(self, conn: psycopg.Connection, alert_id: int, action: str,
-               detail: dict, *, force: bool = False) -> str | None:
+               detail: dict[str, Any], *, force: bool = False) -> str | None:
         """Write an event unless it is a `repeated` one within the rate limit."""
         now = time.monotonic()
         last = self._last_event.get(alert_id)

@@ -51,7 +51,7 @@ def backoff_s(attempts: int, *, base_s: float, cap_s: float,
     """Delay before the next attempt after `attempts` failed ones: doubling, capped, with
     jitter (half to full) so that receivers coming back are not hit by every sender at once."""
     delay = min(cap_s, base_s * 2 ** max(0, attempts - 1))
-    return delay * (0.5 + 0.5 * (rng or random).random())
+    return float(delay * (0.5 + 0.5 * (rng or random).random()))
 
 
 class Sender:

@@ -68,7 +68,7 @@ def run_once(conn: psycopg.Connection, now_us: int) -> list[Transition] | None:
         transitions = check(state, now_us, seen)
         care_types = {(s.device.tenant, s.device.device_id): s.device.is_care for s in seen}
         # Transition is TransitionLike (frozen fields do not satisfy the protocol's plain ones).
-        record_transitions(conn=conn, transitions=transitions,  # type: ignore[arg-type]
+        record_transitions(conn=conn, transitions=transitions,
                            care=[_is_care(t, care_types) for t in transitions])
     for t in transitions:
         a = t.anomaly
