@@ -27,7 +27,7 @@ import psycopg
 from aiokafka.structs import ConsumerRecord
 
 from maillage import topics
-from maillage.db import writer
+from maillage.db import metric_names, writer
 from maillage.db.devices import deliver_notifications, listen_for_changes
 from maillage.envelope import DlqRecord, to_us
 from maillage.errors import DlqReason
@@ -58,6 +58,8 @@ class Batch:
     events: list[writer.Event] = field(default_factory=list)
     status: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     rejected: list[tuple[Any, ...]] = field(default_factory=list)
+    flagged: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    """(index in `readings`, names outside the vocabulary) of readings bringing such names."""
     oldest_rx_us: int = 0
     """Gateway receive time of the batch's oldest reading (0: none), for the lag figures."""
     opened: float = 0.0
@@ -94,6 +96,7 @@ class StorageSink:
         self.devices = writer.DeviceIds()
         self.metrics = writer.MetricIds()
         self.last_seen = writer.LastSeen()
+        self._admitted: set[tuple[str, str]] = set()  # (tenant, unknown name) within the bounds
         self._batch = Batch()
         self.stored = 0
         self.duplicates = 0
@@ -156,6 +159,9 @@ class StorageSink:
                 b.oldest_rx_us, b.opened = rx, time.time()
             elif rx < b.oldest_rx_us:
                 b.oldest_rx_us = rx
+            unknown = d.get("unknown")
+            if unknown:  # rare: names outside the vocabulary, bounded per tenant at write time
+                b.flagged.append((len(b.readings), tuple(unknown)))
             b.readings.append((tenant, device, ts, rx, seq, values))
             b.rows += len(values)
         status = (d.get("attrs") or {}).get("status")
@@ -209,13 +215,19 @@ class StorageSink:
         try:
             self._forget_changed_devices()
             gone: list[tuple[Any, ...]] = []
+            admitted: set[tuple[str, str]] = set()
             with conn.transaction():
-                if batch.readings:
+                readings = batch.readings
+                if batch.flagged:
+                    readings, admitted = self._bound_names(conn, batch, gone)
+                if readings:
                     unknown: list[writer.Message] = []
-                    inserted, seen = writer.write_readings(conn, batch.readings, self.devices,
+                    inserted, seen = writer.write_readings(conn, readings, self.devices,
                                                            self.metrics, self.last_seen,
                                                            unknown=unknown)
-                    dup = batch.rows - inserted - sum(len(m[5]) for m in unknown)
+                    rows = batch.rows if readings is batch.readings else sum(
+                        len(m[5]) for m in readings)  # less the readings refused above
+                    dup = rows - inserted - sum(len(m[5]) for m in unknown)
                     STORED_ROWS.labels("readings").inc(inserted)
                     DUPLICATE_ROWS.labels("readings").inc(dup)
                     self.stored += inserted
@@ -250,6 +262,7 @@ class StorageSink:
                 self._listen.close()
             raise
         self.last_seen.written(seen)
+        self._admitted |= admitted
         for row in gone:
             DLQ_RECORDS.labels(row[4]).inc()
         for row in batch.rejected:
@@ -257,6 +270,36 @@ class StorageSink:
                 DLQ_RECORDS.labels(row[4]).inc()
         t_end = time.perf_counter()
         self._observe(batch, started, t_end - t0, t_rows - t0)
+
+    def _bound_names(self, conn: psycopg.Connection, batch: Batch, gone: list[tuple[Any, ...]],
+                     ) -> tuple[list[writer.Message], set[tuple[str, str]]]:
+        """The batch's readings less those bringing a name beyond the bounds (appended to `gone`
+        as `too_many_metric_names`), and the (tenant, name) pairs admitted."""
+        wanted: dict[str, set[str]] = {}
+        for i, names in batch.flagged:
+            tenant = batch.readings[i][0]
+            for name in names:
+                if (tenant, name) not in self._admitted:
+                    wanted.setdefault(tenant, set()).add(name)
+        if not wanted:
+            return batch.readings, set()
+        refused = metric_names.admit(conn, wanted=wanted)
+        admitted = {(t, n) for t, names in wanted.items() for n in names - refused.get(t, set())}
+        if not refused:
+            return batch.readings, admitted
+        drop: set[int] = set()
+        for i, names in batch.flagged:
+            t, dev, ts, rx, seq, values = batch.readings[i]
+            over = refused.get(t, set()).intersection(names)
+            if over:
+                drop.add(i)
+                gone.append(_unstored(
+                    topics.READINGS, t, dev, rx, DlqReason.TOO_MANY_METRIC_NAMES,
+                    f"the tenant's metric names outside the vocabulary are at their bound "
+                    f"({metric_names.PER_TENANT} per tenant, {metric_names.TOTAL} in all): "
+                    f"{', '.join(sorted(over))[:200]}",
+                    {"tenant": t, "device_id": dev, "ts": ts, "rx": rx, "seq": seq, "values": values}))
+        return [m for i, m in enumerate(batch.readings) if i not in drop], admitted
 
     def _observe(self, batch: Batch, started: float, write_s: float, rows_s: float) -> None:
         """Batch figures; a slow batch is logged with where its time went."""
