@@ -72,10 +72,12 @@ def render(report: dict[str, Any], console: Console) -> None:
                           f"window (nothing could show them)")
         for fp in row["false_positives"]:
             console.print(f"  false positive {fp['kind']} on {fp['device_id']} raised "
-                          f"{fp['raised']} (start {fp['start']}, end {fp['end']})")
+                          f"{fp['raised']} (start {fp['start']}, end {fp['end']})"
+                          + (f", overlapping {', '.join(fp['overlaps'])}" if fp['overlaps'] else ""))
         if row["false_positives_overlapping"]:
             console.print(f"  false positives overlapping labels: "
-                          f"{row['false_positives_overlapping']}")
+                          f"{row['false_positives_overlapping']}; overlapping none: "
+                          f"{row['false_positives_alone']}")
 
 
 @clean_errors

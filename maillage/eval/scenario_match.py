@@ -146,6 +146,7 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
     right: dict[str, int] = Counter()
     by_kind: dict[str, int] = Counter()
     still_open: dict[str, int] = Counter()
+    near_kinds: dict[str, list[str]] = {}  # false positive id -> label kinds it overlaps
     false_pos: dict[str, list[Detection]] = defaultdict(list)
     fp_overlaps: dict[str, Counter[str]] = defaultdict(Counter)
     unlabelled: dict[str, dict[str, Any]] = {}
@@ -177,7 +178,8 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
             right[det.kind] += 1
         else:
             false_pos[det.kind].append(det)
-            fp_overlaps[det.kind].update({lb.kind for lb in near})
+            near_kinds[det.id] = sorted({lb.kind for lb in near})
+            fp_overlaps[det.kind].update(near_kinds[det.id])
     rows = []
     for lk in kinds:
         own = [(i, lb) for i, lb in enumerate(labels) if lb.kind == lk]
@@ -205,9 +207,10 @@ def score(labels: Iterable[Label], detections: Iterable[Detection], *,
             "missed_silent": sum(1 for i, lb in own if i not in first_seen
                                  and published is not None
                                  and _count(published, lb) == 0),
-            "false_positives": [_det_doc(d) for d in sorted(fps, key=lambda d: d.raised_us)]
-            [:examples],
+            "false_positives": [{**_det_doc(d), "overlaps": near_kinds[d.id]}
+                                for d in sorted(fps, key=lambda d: d.raised_us)][:examples],
             "false_positives_overlapping": dict(sorted(overl.items())),
+            "false_positives_alone": sum(1 for d in fps if not near_kinds[d.id]),
         })
     extra = [{**row, "by_label_kind": dict(sorted(row["by_label_kind"].items()))}
              for _, row in sorted(unlabelled.items())]

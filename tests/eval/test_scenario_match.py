@@ -57,6 +57,7 @@ def test_match_miss_and_false_positive() -> None:
     assert row["delay_s"] == {"p50": 60.0, "p95": 60.0}
     assert [m["start"] for m in row["missed"]] == ["2026-01-05T01:23:20Z"]
     assert [f["start"] for f in row["false_positives"]] == ["2026-01-05T02:30:00Z"]
+    assert row["false_positives"][0]["overlaps"] == [] and row["false_positives_alone"] == 1
     assert row["pass"] is False
 
 
@@ -151,6 +152,8 @@ def test_false_positives_name_the_labels_they_overlap() -> None:
                    grace_s=0)
     row = _row(report, "zero_consumption")
     assert row["false_positives_overlapping"] == {"meter_stuck": 1}
+    assert row["false_positives"][0]["overlaps"] == ["meter_stuck"]
+    assert row["false_positives_alone"] == 0
     assert row["precision"] == 0.0
 
 
