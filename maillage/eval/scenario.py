@@ -225,6 +225,8 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
             r = outcome.rejection
             rejected[str(r.reason)] += 1
             if r.device_id in infos:
+                if own_seen is not None:  # the device spoke, wrongly: not silent
+                    silent.heard(own_seen.setdefault(r.device_id, {}), now_us)
                 rec.add(detector.handle_rejected(infos[r.device_id], str(r.reason), now_us), now_us)
             continue
         for env in outcome.envelopes:
