@@ -123,10 +123,19 @@ class Gateway:
         """One MQTT message -> the Kafka records (topic, key, value) to produce for it."""
         return self._records(item.topic, item.payload, datetime.fromtimestamp(item.received_at, UTC))
 
-    def _records(self, topic: str, payload: bytes, received: datetime) -> list[tuple[str, bytes, bytes]]:
+    def _records(self, topic: str, payload: bytes, received: datetime,
+                 duplicate: bool = False) -> list[tuple[str, bytes, bytes]]:
         """Bad device data becomes one DLQ record (counted, logged without flooding); a registry
-        failure raises, so that the message is not acknowledged and comes back."""
+        failure raises, so that the message is not acknowledged and comes back.
+
+        `duplicate`: the broker redelivers a message it sent before (MQTT DUP flag). Envelopes
+        timed by their receipt (no device time) are marked `redelivered`: storage then keeps the
+        first copy, stored under the first receive time (docs/ingest.md, redeliveries)."""
         outcome = self.ingest.convert(topic, payload, received)
+        if duplicate and outcome.rejection is None:
+            outcome.envelopes = [
+                e.replace(device_id=e.device_id, attrs={**e.attrs, "redelivered": True})
+                if e.ts_us == e.rx_us else e for e in outcome.envelopes]
         rej = outcome.rejection
         if rej is not None:
             self._tally[(outcome.channel, "rejected")] += 1
@@ -173,7 +182,9 @@ class Gateway:
                     self._watch_dropped(packet.payload)
             else:
                 received = base + (_MICROS[i] if i < _N_MICROS else timedelta(microseconds=i))
-                for kafka_topic, key, value in records(topic, packet.payload, received):
+                out = (records(topic, packet.payload, received, True) if packet.duplicate
+                       else records(topic, packet.payload, received))
+                for kafka_topic, key, value in out:
                     add(kafka_topic, key, value, timestamp_ms)
                 n += 1
             pid = packet.packet_id

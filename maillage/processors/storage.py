@@ -27,7 +27,7 @@ import psycopg
 from aiokafka.structs import ConsumerRecord
 
 from maillage import topics
-from maillage.db import metric_names, writer
+from maillage.db import metric_names, redelivery, writer
 from maillage.db.devices import deliver_notifications, listen_for_changes
 from maillage.envelope import DlqRecord, to_us
 from maillage.errors import DlqReason
@@ -60,6 +60,9 @@ class Batch:
     rejected: list[tuple[Any, ...]] = field(default_factory=list)
     flagged: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
     """(index in `readings`, names outside the vocabulary) of readings bringing such names."""
+    redelivered: list[int] = field(default_factory=list)
+    """Indices in `readings` of copies the broker redelivered (timed by receipt)."""
+    redelivered_events: list[int] = field(default_factory=list)
     oldest_rx_us: int = 0
     """Gateway receive time of the batch's oldest reading (0: none), for the lag figures."""
     opened: float = 0.0
@@ -148,6 +151,8 @@ class StorageSink:
             return
         if kind in ("event", "ack"):
             attrs = d.get("attrs") or {}
+            if attrs.pop("redelivered", None):
+                b.redelivered_events.append(len(b.events))
             if d.get("values"):
                 attrs = {**attrs, "values": d["values"]}
             b.events.append((tenant, device, ts, d.get("event") or kind,
@@ -159,6 +164,8 @@ class StorageSink:
                 b.oldest_rx_us, b.opened = rx, time.time()
             elif rx < b.oldest_rx_us:
                 b.oldest_rx_us = rx
+            if "attrs" in d and d["attrs"].get("redelivered"):
+                b.redelivered.append(len(b.readings))
             unknown = d.get("unknown")
             if unknown:  # rare: names outside the vocabulary, bounded per tenant at write time
                 b.flagged.append((len(b.readings), tuple(unknown)))
@@ -217,17 +224,24 @@ class StorageSink:
             gone: list[tuple[Any, ...]] = []
             admitted: set[tuple[str, str]] = set()
             with conn.transaction():
-                readings = batch.readings
+                readings, events = batch.readings, batch.events
+                drop: set[int] = set()
+                refused: set[int] = set()
+                if batch.redelivered or batch.redelivered_events:
+                    drop, events = self._drop_copies(conn, batch)
                 if batch.flagged:
-                    readings, admitted = self._bound_names(conn, batch, gone)
+                    refused, admitted = self._bound_names(conn, batch, gone)
+                    drop |= refused
+                if drop:
+                    readings = [m for i, m in enumerate(readings) if i not in drop]
                 if readings:
                     unknown: list[writer.Message] = []
                     inserted, seen = writer.write_readings(conn, readings, self.devices,
                                                            self.metrics, self.last_seen,
                                                            unknown=unknown)
-                    rows = batch.rows if readings is batch.readings else sum(
-                        len(m[5]) for m in readings)  # less the readings refused above
-                    dup = rows - inserted - sum(len(m[5]) for m in unknown)
+                    # duplicates: what was not inserted, less what was refused or is unregistered
+                    dup = (batch.rows - inserted - sum(len(m[5]) for m in unknown)
+                           - sum(len(batch.readings[i][5]) for i in refused))
                     STORED_ROWS.labels("readings").inc(inserted)
                     DUPLICATE_ROWS.labels("readings").inc(dup)
                     self.stored += inserted
@@ -236,9 +250,9 @@ class StorageSink:
                                        {"tenant": t, "device_id": dev, "ts": ts, "rx": rx,
                                         "seq": seq, "values": values})
                              for t, dev, ts, rx, seq, values in unknown]
-                if batch.events:
+                if events:
                     lost: list[writer.Event] = []
-                    n = writer.write_events(conn, batch.events, self.devices, unknown=lost)
+                    n = writer.write_events(conn, events, self.devices, unknown=lost)
                     STORED_ROWS.labels("events").inc(n)
                     gone += [_unstored(topics.EVENTS, t, dev, rx, DlqReason.UNKNOWN_DEVICE, _GONE,
                                        {"tenant": t, "device_id": dev, "ts": ts, "event": ev,
@@ -271,10 +285,33 @@ class StorageSink:
         t_end = time.perf_counter()
         self._observe(batch, started, t_end - t0, t_rows - t0)
 
+    def _drop_copies(self, conn: psycopg.Connection, batch: Batch,
+                     ) -> tuple[set[int], list[writer.Event]]:
+        """The indices of readings that are redelivered copies of messages stored already, and
+        the events less such copies (both counted as duplicates)."""
+        keys = {batch.readings[i][:2] for i in batch.redelivered}
+        keys |= {batch.events[i][:2] for i in batch.redelivered_events}
+        pks = self.devices.resolve(conn, keys)
+        msgs = [(i, pks[batch.readings[i][:2]]) for i in batch.redelivered
+                if batch.readings[i][:2] in pks]
+        found = redelivery.stored_readings(conn, [(pk, batch.readings[i][5], batch.readings[i][3])
+                                                  for i, pk in msgs])
+        drop_r = {msgs[j][0] for j in found}
+        evs = [(i, pks[batch.events[i][:2]]) for i in batch.redelivered_events
+               if batch.events[i][:2] in pks]
+        found = redelivery.stored_events(conn, [(pk, batch.events[i][3], batch.events[i][4],
+                                                 batch.events[i][5]) for i, pk in evs])
+        drop_e = {evs[j][0] for j in found}
+        if drop_r or drop_e:
+            log.info("dropped %d readings and %d events redelivered by the broker and stored "
+                     "already", len(drop_r), len(drop_e))
+            DUPLICATE_ROWS.labels("events").inc(len(drop_e))
+        return drop_r, [e for i, e in enumerate(batch.events) if i not in drop_e]
+
     def _bound_names(self, conn: psycopg.Connection, batch: Batch, gone: list[tuple[Any, ...]],
-                     ) -> tuple[list[writer.Message], set[tuple[str, str]]]:
-        """The batch's readings less those bringing a name beyond the bounds (appended to `gone`
-        as `too_many_metric_names`), and the (tenant, name) pairs admitted."""
+                     ) -> tuple[set[int], set[tuple[str, str]]]:
+        """The indices of readings bringing a name beyond the bounds (appended to `gone` as
+        `too_many_metric_names`), and the (tenant, name) pairs admitted."""
         wanted: dict[str, set[str]] = {}
         for i, names in batch.flagged:
             tenant = batch.readings[i][0]
@@ -282,11 +319,11 @@ class StorageSink:
                 if (tenant, name) not in self._admitted:
                     wanted.setdefault(tenant, set()).add(name)
         if not wanted:
-            return batch.readings, set()
+            return set(), set()
         refused = metric_names.admit(conn, wanted=wanted)
         admitted = {(t, n) for t, names in wanted.items() for n in names - refused.get(t, set())}
         if not refused:
-            return batch.readings, admitted
+            return set(), admitted
         drop: set[int] = set()
         for i, names in batch.flagged:
             t, dev, ts, rx, seq, values = batch.readings[i]
@@ -299,7 +336,7 @@ class StorageSink:
                     f"({metric_names.PER_TENANT} per tenant, {metric_names.TOTAL} in all): "
                     f"{', '.join(sorted(over))[:200]}",
                     {"tenant": t, "device_id": dev, "ts": ts, "rx": rx, "seq": seq, "values": values}))
-        return [m for i, m in enumerate(batch.readings) if i not in drop], admitted
+        return drop, admitted
 
     def _observe(self, batch: Batch, started: float, write_s: float, rows_s: float) -> None:
         """Batch figures; a slow batch is logged with where its time went."""
