@@ -35,6 +35,7 @@ from maillage.eval.scenario_match import Detection, Label, detector_kinds, scope
 from maillage.ingest.registry_cache import CLOCK_FLOOR, KnownDevice, RegistryCache
 from maillage.ingest.validate import Ingest
 from maillage.processors.detection import silent
+from maillage.processors.detection.engine import Engine
 from maillage.processors.detection.model import DeviceInfo, Transition
 from maillage.registry.models import DeviceSpec
 from maillage.simulators.anomalies import KINDS, Injection, LabelWriter, Planner
@@ -61,7 +62,7 @@ the simulator never puts two anomalies at once on one device)."""
 
 
 class EvalError(MaillageError):
-    """The evaluation cannot run (a detection part is missing, bad options)."""
+    """The evaluation cannot run with these options."""
 
 
 class Detector(Protocol):
@@ -271,8 +272,4 @@ def _default_silent_check() -> Callable[[int, list[silent.Seen]], list[Transitio
 
 def real_detector() -> Detector:
     """The detection engine with every rule module, as the processor runs it."""
-    try:
-        from maillage.processors.detection.engine import Engine
-    except ImportError as exc:
-        raise EvalError(f"the detection engine is not available ({exc})") from exc
-    return Engine()  # type: ignore[no-any-return]
+    return Engine()

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from maillage.cli.eval_scenario import render, scenario
 from maillage.envelope import Envelope
-from maillage.eval.scenario import DEFAULT_START, RunOptions, run
+from maillage.eval.scenario import DEFAULT_START, EvalError, RunOptions, run
 from maillage.processors.detection.model import (
     Anomaly,
     DeviceInfo,
@@ -178,3 +178,13 @@ def test_command_with_the_real_detectors() -> None:
     assert [r["kind"] for r in rep["kinds"]] == list(KINDS)
     assert rep["publications"] > 40_000 and sum(rep["labels"].values()) > 0
     assert rep["anomalies"] > 0
+
+
+def test_bad_options_are_a_clear_error() -> None:
+    """No simulated days, or a silence check that never runs: refused before simulating."""
+    app = typer.Typer()
+    app.command()(scenario)
+    result = CliRunner().invoke(app, ["--days", "0"])
+    assert result.exit_code == 1 and "days" in result.output
+    with pytest.raises(EvalError):
+        run(RunOptions(days=1, silent_step_s=0), detector=StubDetector())
