@@ -18,9 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import TypedDict
 
-import psycopg
-from psycopg import sql
-
+from maillage.db.server_auth import reload_config, set_password
 from maillage.errors import StackError
 from maillage.registry.secret_files import write_secret
 from maillage.stack.process import ManagedProcess, wait_for_port
@@ -149,11 +147,10 @@ def _trusts(directory: Path) -> bool:
 
 def _require_password(directory: Path, port: int, password: str) -> None:
     """Convert a trusting cluster: set the password, then demand it from every connection."""
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
-        conn.execute("SET password_encryption = 'scram-sha-256'")
-        conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
-        hba = directory / "pg_hba.conf"
-        mode = hba.stat()
-        write_secret(hba, _HBA)
-        os.chown(hba, mode.st_uid, mode.st_gid)
-        conn.execute("SELECT pg_reload_conf()")
+    trusting = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    set_password(url=trusting, password=password)
+    hba = directory / "pg_hba.conf"
+    mode = hba.stat()
+    write_secret(hba, _HBA)
+    os.chown(hba, mode.st_uid, mode.st_gid)
+    reload_config(url=trusting)  # still trusted until the new pg_hba.conf is read
