@@ -56,7 +56,8 @@ GAP_K = 2.0
 NIGHT_K = 1.5
 GAP_FLOOR_MIN = 90.0
 OUT_FLOOR_MIN = 240.0
-NIGHT_TRIP_FLOOR_MIN = 20.0
+NIGHT_TRIP_FLOOR_MIN = 25.0
+"""A trip out of bed at night may run to twenty minutes (two bathroom visits in a row)."""
 DECAY = 0.02
 """Per learned gap, a remembered maximum moves this share of the way down to the new gap."""
 
@@ -87,7 +88,7 @@ def dwelling(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Find
             memory["hb"] = 1
         ctx = ACTIVITY_EVENTS.get(ev)
         if ctx is not None:
-            _activity(device, memory, ts, ev, ctx, out)
+            _activity(device, memory, ts, ev, ctx, out, env.rx_us)
         elif ev == "fall_detected":
             memory["fl"] = ts  # the fall is its own (critical) anomaly: no inactivity on top
             memory["nl"] = 1  # and the time on the floor is not a gap to learn
@@ -99,7 +100,7 @@ def dwelling(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Find
             if (occupied >= 0.5) != (memory.get("bd") == 1) and ts > memory.get("bt", 0):
                 # the bed says otherwise than the last bed event: one was missed
                 _activity(device, memory, ts, "bed_enter" if occupied >= 0.5 else "bed_exit",
-                          "b" if occupied >= 0.5 else "h", out)
+                          "b" if occupied >= 0.5 else "h", out, env.rx_us)
         if v.get("motion", 0.0) >= 0.5:
             _activity(device, memory, ts, "motion", "h", out)
     if device.type in ACTIVITY_SENSORS:
@@ -107,11 +108,13 @@ def dwelling(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Find
         if seen is None:
             seen = memory["ls"] = {}
         # Known until its next report is due: a sensor reports changes at once, the rest on beat.
-        until = ts + int(KNOWN_INTERVALS * (device.expected_interval_s or DEFAULT_BEAT_S) * US)
-        if until > seen.get(device.device_id, 0):
-            seen[device.device_id] = until
+        credit = int(KNOWN_INTERVALS * (device.expected_interval_s or DEFAULT_BEAT_S) * US)
+        if ts + credit > seen.get(device.device_id, 0):
+            seen[device.device_id] = ts + credit
         if device.type == "care_bed":
             memory["bid"] = device.device_id
+            if env.rx_us + credit > memory.get("brx", 0):
+                memory["brx"] = env.rx_us + credit
     horizon = _horizon(memory, ts)
     if horizon > memory.get("now", 0):
         memory["now"] = horizon
@@ -121,7 +124,8 @@ def dwelling(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Find
     bed_now = bed_known if bed_known < ts else ts
     if bed_now > memory.get("nb", 0):
         memory["nb"] = bed_now
-        _bed_empty(device, memory, bed_now, out)
+        brx = memory.get("brx", env.rx_us)
+        _bed_empty(device, memory, bed_now, brx if brx < env.rx_us else env.rx_us, out)
     return out
 
 
@@ -150,7 +154,7 @@ def _hub(device: DeviceInfo) -> str:
 
 
 def _activity(device: DeviceInfo, memory: Memory, ts: int, ev: str, ctx: str,
-              out: list[Finding]) -> None:
+              out: list[Finding], rx: int = 0) -> None:
     """The resident showed activity at `ts`: the running gap ends, a new one starts."""
     if ctx == "o":
         memory["dr"] = max(ts, memory.get("dr", 0))
@@ -161,7 +165,7 @@ def _activity(device: DeviceInfo, memory: Memory, ts: int, ev: str, ctx: str,
         if ev == "bed_enter":
             _bed_enter(device, memory, ts, out)
         else:
-            _bed_exit(device, memory, ts)
+            _bed_exit(device, memory, ts, rx)
     last = memory.get("a")
     if last is not None and ts <= last:
         return  # an older record of another stream: the gap already ended later
@@ -207,7 +211,9 @@ def _inactivity(device: DeviceInfo, memory: Memory, ts: int, out: list[Finding])
     """Raise (or update) long inactivity when the running gap exceeds what is usual."""
     last = memory.get("a")
     ctx = memory.get("ak", "h")
-    if last is None or ctx == "b" or ts - memory.get("fl", -FALL_QUIET_US) < FALL_QUIET_US:
+    if last is None or ctx == "b" or memory.get("bd") == 1:
+        return  # in bed (the bed says so even when its clock put the entry before the last motion)
+    if ts - memory.get("fl", -FALL_QUIET_US) < FALL_QUIET_US:
         return
     if not memory.get("hb") and _sleeping_without_bed(device, memory, last, ts):
         return
@@ -236,9 +242,10 @@ def _inactivity(device: DeviceInfo, memory: Memory, ts: int, out: list[Finding])
 
 # -- bed and night ---------------------------------------------------------------------------
 
-def _bed_exit(device: DeviceInfo, memory: Memory, ts: int) -> None:
+def _bed_exit(device: DeviceInfo, memory: Memory, ts: int, rx: int) -> None:
     memory["bd"] = 0
     memory["bx"] = ts
+    memory["bxr"] = rx
     memory["bn"] = 1 if _is_night(device, memory, ts) else 0
     memory.pop("nx", None)
 
@@ -298,8 +305,11 @@ def _is_night(device: DeviceInfo, memory: Memory, ts: int) -> bool:
     return lo <= m <= hi
 
 
-def _bed_empty(device: DeviceInfo, memory: Memory, ts: int, out: list[Finding]) -> None:
-    """At night, a bed left longer than the resident's usual night trips; closed by morning."""
+def _bed_empty(device: DeviceInfo, memory: Memory, ts: int, rx: int, out: list[Finding]) -> None:
+    """At night, a bed left longer than the resident's usual night trips; closed by morning.
+
+    The time out of bed is the shorter of its measure on the bed sensor's clock (a backlog held
+    back does not lengthen it) and on the receive clock (a bed clock running behind does not)."""
     nw = memory.get("nw")
     if nw is not None:
         if not _is_night(device, memory, ts):
@@ -310,6 +320,9 @@ def _bed_empty(device: DeviceInfo, memory: Memory, ts: int, out: list[Finding]) 
     if memory.get("bd") != 0 or not memory.get("bn"):
         return
     empty_min = (ts - memory["bx"]) / MIN_US
+    bxr = memory.get("bxr")
+    if bxr:
+        empty_min = min(empty_min, (rx - bxr) / MIN_US)
     usual = memory.get("gn", PRIOR_NIGHT_TRIP_MIN)
     limit = max(NIGHT_TRIP_FLOOR_MIN, NIGHT_K * usual)
     if empty_min > limit and _is_night(device, memory, ts):

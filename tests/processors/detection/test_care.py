@@ -398,3 +398,20 @@ def test_dwelling_without_bed_sensor_sleeps_at_night() -> None:
                           *[("update", "long_inactivity", "h1-hub")] * (len(out) - 2),
                           ("close", "long_inactivity", "h1-hub")]
     assert out[0].anomaly.start_us >= at(7, 9.9)
+
+
+def test_bed_clock_running_behind_makes_no_inactivity() -> None:
+    """The bed sensor's clock is 30 minutes behind: its entries are stamped before the last
+    motion, yet the resident in bed is not inactive, nor a night trip long. Records arrive in
+    receive order."""
+    life = week(10)
+    life.heartbeats(at(0, 0), at(10, 7))
+    skewed = []
+    for d, env in life.recs:
+        if d is BED:
+            env = Envelope.trusted(d.tenant, d.device_id, env.kind, env.ts_us - 30 * MIN,
+                                   env.rx_us, env.source_format, dict(env.values), {},
+                                   event=env.event)
+        skewed.append((d, env))
+    skewed.sort(key=lambda r: r[1].rx_us)
+    assert run(engine(), skewed) == []
