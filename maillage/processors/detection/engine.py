@@ -36,7 +36,7 @@ from maillage.processors.detection.model import (
     Transition,
     group_of,
 )
-from maillage.processors.detection.silent import learn
+from maillage.processors.detection.silent import heard, observe
 from maillage.processors.detection.state import SEVERITY_RANK, DeviceState, GroupState, Opened
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Engine:
             st = self.devices[key] = DeviceState()
         self._dirty.add(key)
         ts = env.ts_us
-        learn(st.seen, ts, env.rx_us)
+        observe(st.seen, env)  # status messages are the broker's word: not the device heard
         stream = env.kind if env.kind != "ack" else "event"
         last = st.clock.get(stream)
         # Readings must move forward; several events may share one measurement time.
@@ -209,13 +209,14 @@ class Engine:
 
     def handle_rejected(self, device: DeviceInfo, reason: str, rx_us: int) -> list[Transition]:
         """The transitions a rejected message (DLQ) of a registered device causes."""
-        if not self.tables.on_rejected:
-            return []
         key = (device.tenant, device.device_id)
         st = self.devices.get(key)
         if st is None:
             st = self.devices[key] = DeviceState()
         self._dirty.add(key)
+        heard(st.seen, rx_us)  # it talks, though wrongly: not silent
+        if not self.tables.on_rejected:
+            return []
         out: list[Transition] = []
         for fn in self.tables.on_rejected:
             try:
