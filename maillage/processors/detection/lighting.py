@@ -256,7 +256,7 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
         if last is not None and 0 < ts - last <= STALE_CAP_US:
             g["gap"] = max(g["gap"], ts - last)  # the longest reporting interval of a lamp
         g["lt"][lamp] = ts
-    behind = ts < g.get("now", 0) - g["gap"]  # held-back data: its peers have moved on since
+    behind = _behind(g, ts)
     if not behind:
         g["now"] = max(g.get("now", 0), ts)
     level = _lamp_level(v)
@@ -267,6 +267,15 @@ def cabinet_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[
         g["n"][level] += 1
         g["lv"][lamp] = level
     return [] if behind else _dimming(g, lamp, level, env)
+
+
+def _behind(g: dict[str, Any], ts: int) -> bool:
+    """Held-back data: most of the group has reported later than this record (the median, so
+    one lamp whose clock runs ahead does not make the others look late)."""
+    if ts >= g.get("now", 0) - g["gap"]:
+        return False
+    times = sorted(g["lt"].values())
+    return bool(times) and ts < times[len(times) // 2] - g["gap"]
 
 
 def _dimming(g: dict[str, Any], lamp: str, level: str, env: Envelope) -> list[Finding]:
@@ -310,7 +319,7 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
     if p is None or (expected and len(g["pw"]) < int(expected)) or not g["pw"]:
         return []
     ts = env.ts_us
-    if ts < g.get("now", 0) - g["gap"]:  # the cabinet catching up: its lamps are ahead
+    if _behind(g, ts):  # the cabinet catching up: its lamps are ahead
         return []
     last = g.get("cp")
     g["cp"] = p

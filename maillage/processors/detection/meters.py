@@ -43,6 +43,7 @@ NIGHT_BUCKETS = frozenset({46, 47, *range(12)})  # 23:00-06:00 local, half-hour 
 NIGHT_MIN_W = 600.0  # a colder night draws a few hundred W more on electric heating
 NIGHT_HOLD_S = 1_800  # night excess sustained this long (appliance cycles are minutes)
 LEVEL_TAU_S = 900.0  # short-term level: 15-minute EWMA
+WEATHER_TAU_S = 6 * 3600.0  # today's level against the learned profile, over the evening
 BUCKET_ALPHA = 0.25  # half-hour profile: about four nights of memory
 ZERO_HOLD_S = 3_600  # no consumption for an hour while the meter normally consumes
 STUCK_MIN_WH = 20.0  # the index should have moved 20 resolution steps (1 Wh)
@@ -132,7 +133,7 @@ def _new_state() -> dict[str, Any]:
             "hm": [None] * 48, "hd": [None] * 48, "hb": None, "hs": 0.0, "hn": 0,
             "off": [0, 0], "x": None, "zs": None, "zc": False, "zo": False, "sk": None, "so": False,
             "ns": None, "no": False, "day": None, "dmin": None, "dn": 0, "bd": [], "bl": None,
-            "bn": 0, "bo": None, "ex": None, "eo": False, "el": 0}
+            "bn": 0, "bo": None, "ex": None, "eo": False, "el": 0, "wf": 1.0}
 
 
 def meter_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding]:
@@ -192,7 +193,13 @@ def meter_rule(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Fi
             ls = ts // US + off[0]
             lvl = m["lvl"]
             lvl = m["lvl"] = p if lvl is None else lvl + dt / (LEVEL_TAU_S + dt) * (p - lvl)
-            if (ls % 86_400) // 1800 in NIGHT_BUCKETS or m["ns"] is not None:
+            b = (ls % 86_400) // 1800
+            if m["ns"] is None and (usual := m["hm"][b]):
+                # How far above its usual profile the meter runs today (weather, occupancy):
+                # a cold evening raises the night it announces; a 6-hour EWMA of the ratio.
+                r = min(3.0, lvl / usual) if usual > 50.0 else 1.0
+                m["wf"] += dt / (WEATHER_TAU_S + dt) * (r - m["wf"])
+            if b in NIGHT_BUCKETS or m["ns"] is not None:
                 _night(m, out, ts, lvl, ls)
             if m["ns"] is None:  # a night excess, pending or open, is not learned
                 bucket = ls // 1800
@@ -367,7 +374,7 @@ def _night(m: dict[str, Any], out: list[Finding], ts: int, lvl: float, ls: int) 
     refs = [hm[k % 48] for k in (b - 1, b, b + 1)]
     if None in refs:
         return
-    ref = max(refs)
+    ref = max(refs) * max(1.0, m["wf"])
     dev = max(hd[k % 48] for k in (b - 1, b, b + 1))
     margin = max(3.0 * dev, 0.3 * ref, NIGHT_MIN_W)
     above = lvl > ref + (margin / 2 if m["no"] else margin)  # hysteresis once open

@@ -298,6 +298,22 @@ def test_held_back_readings_are_not_judged_against_peers_that_moved_on() -> None
     assert run(iter(out)) == []
 
 
+def test_one_lamp_clock_ahead_does_not_make_its_street_look_late() -> None:
+    """Lamp l0's clock runs an hour ahead all night: the cabinet is still judged on time."""
+    at = 14 * 3600
+    records = []
+    for info, env in street(1.8, cabinet_ratio=lambda s: 1.5 if at <= s < DAY_S + 12 * 3600
+                            else 1.0, lamp_every=5, cabinet_every=5):
+        if info.device_id == "l0" and env.ts_us >= T0 + at * S:
+            ts = env.ts_us + 3600 * S
+            env = Envelope.trusted("t", "l0", "reading", ts, ts, SourceFormat.JSON,
+                                   dict(env.values), dict(env.attrs))
+        records.append((info, env))
+    (start, _), = spans(run(iter(records)), Kind.CABINET_OVERCONSUMPTION)["c1"]
+    first_dark = next(m for m in range(at // 60, DAY_S // 60) if dark(m)) * 60
+    assert first_dark <= start <= first_dark + 1800
+
+
 def test_quiet_lamps_leave_the_cabinet_unjudged() -> None:
     """Two lamps of five stop reporting in the afternoon: at dusk the cabinet feeds them, their
     last reports say 0 W; the sum is incomplete, not the cabinet wrong."""

@@ -242,6 +242,27 @@ def test_night_overconsumption_against_the_learned_night() -> None:
     assert ev["level_15min_w"] > ev["threshold_w"] > ev["learned_night_w"]
 
 
+@pytest.mark.parametrize("extra_w", [0.0, 2000.0])
+def test_a_cold_spell_raises_the_night_it_expects(extra_w: float) -> None:
+    """Electric heating: 1 kW on normal days, 1.7 kW from day 3 on (a cold spell lifts the whole
+    day). The cold nights alone are not over-consumption; +2 kW on one of them still is."""
+    at = 4 * DAY_S + int(0.5 * 3600)  # 01:30 Paris, the first cold night
+    end = at + 3 * 3600
+
+    def shape(s: int, p: float) -> float:
+        heating = 1700.0 if s >= 3 * DAY_S + 12 * 3600 else 1000.0  # from noon on
+        return p + heating + (extra_w if at <= s < end else 0.0)
+
+    findings = run(meters.meter_rule, stream(5.5, shape), device(subscribed_power_va=9000))
+    nights = spans(of(findings, Kind.NIGHT_OVERCONSUMPTION))
+    assert [k.kind for k in findings if k.kind != Kind.NIGHT_OVERCONSUMPTION] == []
+    if not extra_w:
+        assert nights == []
+    else:
+        (start, stop), = nights
+        assert at <= start < at + 3600 and end <= stop < end + 3600
+
+
 def test_baseline_shift_needs_days() -> None:
     """Eight normal days, then a base load six times higher for four days."""
     at = 8 * DAY_S
