@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 from psycopg import sql
 
@@ -17,3 +19,26 @@ def reload_config(*, url: str) -> None:
     """Make the server read its configuration files again (pg_hba.conf)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_reload_conf()")
+
+
+def wait_ready(*, url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the server accepts this URL's connections (it listens before it is ready:
+    "the database system is starting up")."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline or "starting up" not in str(exc):
+                raise
+            time.sleep(0.2)
+
+
+def accepts(*, url: str) -> bool:
+    """Whether a connection with this URL is let in."""
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+        return True
+    except psycopg.OperationalError:
+        return False

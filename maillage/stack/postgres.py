@@ -15,10 +15,11 @@ import secrets
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import TypedDict
 
-from maillage.db.server_auth import reload_config, set_password
+from maillage.db.server_auth import accepts, reload_config, set_password, wait_ready
 from maillage.errors import StackError
 from maillage.registry.secret_files import write_secret
 from maillage.stack.process import ManagedProcess, wait_for_port
@@ -124,8 +125,10 @@ def start(directory: Path, port: int, *, durable: bool = True,
     ).start()
     wait_for_port("127.0.0.1", port, 60, proc)
     if converting:
+        wait_ready(url=f"postgresql://postgres@127.0.0.1:{port}/postgres")
         _require_password(directory, port, password)
     url = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
+    wait_ready(url=url)
     return proc, url
 
 
@@ -154,3 +157,8 @@ def _require_password(directory: Path, port: int, password: str) -> None:
     write_secret(hba, _HBA)
     os.chown(hba, mode.st_uid, mode.st_gid)
     reload_config(url=trusting)  # still trusted until the new pg_hba.conf is read
+    for _ in range(100):  # the reload is asynchronous: return once passwords are demanded
+        if not accepts(url=trusting):
+            return
+        time.sleep(0.1)
+    raise StackError("PostgreSQL still accepts connections without a password after the reload")
