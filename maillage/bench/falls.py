@@ -40,8 +40,9 @@ class FallProbe:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._sent: dict[int, tuple[float, str]] = {}  # measurement ms -> (publication time, phase)
+        self.alert_sent: dict[int, tuple[float, str]] = {}  # the same, for the alert probe
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.username}-falls",
                                    protocol=mqtt.MQTTv311, clean_session=True)
         self._client.username_pw_set(self.username, self.password)
@@ -65,8 +66,8 @@ class FallProbe:
             last_ms = max(int(t * 1000), last_ms + 1)
             ts = datetime.fromtimestamp(last_ms / 1000, UTC).isoformat(timespec="milliseconds")
             payload = orjson.dumps({"ts": ts.replace("+00:00", "Z"), "event": "fall_detected"})
-            with self._lock:
-                self._sent[last_ms] = (t, phase)
+            with self.lock:
+                self._sent[last_ms] = self.alert_sent[last_ms] = (t, phase)
             info = self._client.publish(self.topic, payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
                 self.published += 1
@@ -94,7 +95,7 @@ class FallProbe:
             if not rows:
                 continue
             last = rows[-1][0]
-            with self._lock:
+            with self.lock:
                 for (start,) in rows:
                     sent = self._sent.pop(round(start.timestamp() * 1000), None)
                     if sent is not None:

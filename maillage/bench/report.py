@@ -126,7 +126,7 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         f"latency publication -> row stored at {_n(detail.get('rate_msgs_per_s'))} msg/s (50 % of max): "
         f"p50 {_n(lat['p50'], 1)} ms, p95 {_n(lat['p95'], 1)} ms, p99 {_n(lat['p99'], 1)} ms "
         f"({detail.get('samples', 0)} samples); at max: p50 {_n(at_max.get('p50'), 1)} ms, "
-        f"p99 {_n(at_max.get('p99'), 1)} ms; alert latency: not measured yet")
+        f"p99 {_n(at_max.get('p99'), 1)} ms")
     fall = doc["latency_ms"].get("anomaly") or {}
     if fall.get("p50") is not None:
         console.print(
@@ -134,6 +134,13 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
             f"p95 {_n(fall['p95'], 1)} ms, p99 {_n(fall['p99'], 1)} ms "
             f"({detail.get('anomaly_samples', 0)} samples); at max: p99 "
             f"{_n((detail.get('anomaly_at_max') or {}).get('p99'), 1)} ms")
+    alert = doc["latency_ms"].get("alert") or {}
+    if alert.get("p50") is not None:
+        console.print(
+            f"latency fall published -> alert on a coordinator's SSE stream at 50 % of max: p50 "
+            f"{_n(alert['p50'], 1)} ms, p95 {_n(alert['p95'], 1)} ms, p99 {_n(alert['p99'], 1)} ms "
+            f"({detail.get('alert_samples', 0)} samples); at max: p99 "
+            f"{_n((detail.get('alert_at_max') or {}).get('p99'), 1)} ms")
     c = Table(title="cost per component (throughput phase)")
     for col in ("component", "CPU s / million readings", "CPU cores used", "peak memory MB (PSS)"):
         c.add_column(col, justify="right" if col != "component" else "left")
@@ -177,6 +184,9 @@ def markdown_row(doc: dict[str, Any]) -> str:
     fall = doc["latency_ms"].get("anomaly") or {}
     if fall.get("p99") is not None:
         notes.append(f"fall -> anomaly p99 {_n(fall['p99'], 0)} ms")
+    alert = doc["latency_ms"].get("alert") or {}
+    if alert.get("p99") is not None:
+        notes.append(f"fall -> SSE alert p99 {_n(alert['p99'], 0)} ms")
     det = (doc.get("cost") or {}).get("detection") or {}
     if det.get("cpu_s_per_million") is not None:
         notes.append(f"detection {_n(det['cpu_s_per_million'], 1)} CPU s/M readings")

@@ -37,6 +37,7 @@ import psycopg
 
 from maillage import topics
 from maillage.bench import baselines
+from maillage.bench.alert_probe import AlertProbe
 from maillage.bench.falls import FallProbe
 from maillage.bench.fleet import Archetype, build_mix, plan_connections, readings_per_message
 from maillage.bench.probes import (
@@ -53,6 +54,7 @@ from maillage.bench.report import Dashboard, machine_info
 from maillage.config import Settings
 from maillage.errors import MaillageError
 from maillage.registry.models import DeviceSpec, DeviceType
+from maillage.registry.tokens import create_token
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,7 @@ class Bench:
         self.worker_results: list[WorkerResult] = []
         self.probe: LatencyProbe | None = None
         self.falls: FallProbe | None = None
+        self.alerts: AlertProbe | None = None
         self.sampler: ResourceSampler | None = None
         self.counters: Counters | None = None
         self.feed_counts: Counter[tuple[str, str]] = Counter()
@@ -179,6 +182,12 @@ class Bench:
         stack.callback(sup.shutdown)
         self.state = sup.start()
         return self.state
+
+    def _coordinator_token(self) -> str:
+        """A care coordinator's token of the bench tenant, for the alert stream."""
+        with psycopg.connect(self._db(), autocommit=True) as conn:
+            return create_token(conn, tenant=TENANT, role="care_coordinator",
+                                label=f"bench {self.run_id} alert probe", ttl_days=1)
 
     def _db(self) -> str:
         return str(self.state.database_url)
@@ -756,6 +765,10 @@ class Bench:
                 TENANT, f"{self.run_id}-fall")
             self.falls.start()
             stack.callback(self.falls.stop)
+            self.alerts = AlertProbe(str(self.state.api_url), self._coordinator_token(),
+                                     f"{self.run_id}-fall", self.falls.alert_sent, self.falls.lock)
+            self.alerts.start()
+            stack.callback(self.alerts.stop)
             self.base = self._snap()
 
             baseline = {"mqtt_msgs_per_s": round(self._mqtt_baseline()),
@@ -813,6 +826,8 @@ class Bench:
                     self.failures.append(f"publisher {r.index}: " + "; ".join(r.errors[:3]))
             self.probe.stop()
             self.falls.stop()
+            if self.alerts is not None:
+                self.alerts.stop()
             self._drain("final", final=True)
             verification = self._verify()
 
@@ -869,6 +884,7 @@ class Bench:
                           "cores": round(thr.cpu[comp] / thr.seconds, 2) if thr.seconds else None}
         lat = self.probe.latencies
         falls = self.falls.latencies if self.falls is not None else {}
+        alert_lat = self.alerts.latencies if self.alerts is not None else {}
         dups: dict[str, int] = {}
         prev = self.base.duplicate_readings if self.base is not None else 0.0
         for label, value in self.dup_marks:
@@ -900,7 +916,7 @@ class Bench:
             "storage": {**storage, "lost": v["feed_lost"]},
             "latency_ms": {"stored": percentiles(lat.get("latency", [])),
                            "anomaly": percentiles(falls.get("latency", [])),
-                           "alert": {"p50": None, "p95": None, "p99": None}},
+                           "alert": percentiles(alert_lat.get("latency", []))},
             "latency_detail": {"rate_msgs_per_s": round(half), "samples": len(lat.get("latency", [])),
                                "stored_at_max": percentiles(lat.get("max", [])),
                                "stored_during_pause": percentiles(lat.get("pause", [])),
@@ -913,6 +929,12 @@ class Bench:
                                "anomaly_method": "a care pendant publishes 2 falls/s; its anomaly "
                                                  "row polled every 20 ms (upper bound)",
                                "anomaly_errors": (self.falls.errors[:5] if self.falls else []),
+                               "alert_samples": len(alert_lat.get("latency", [])),
+                               "alert_at_max": percentiles(alert_lat.get("max", [])),
+                               "alert_method": "a care coordinator's SSE stream (GET "
+                                               "/v1/alerts/stream) receives each fall's alert, "
+                                               "then resolves it through the API",
+                               "alert_errors": (self.alerts.errors[:5] if self.alerts else []),
                                "cores": {c: round(v / self.latency_phase.seconds, 2)
                                          for c, v in self.latency_phase.cpu.items()}
                                if self.latency_phase.seconds else {}},
