@@ -91,7 +91,7 @@ def scenario(
     grace: Annotated[float, typer.Option(
         help="Seconds after a label's end in which a detection still matches it.")] = 1800,
     silent_step: Annotated[float, typer.Option(
-        "--silent-step", help="Simulated seconds between two silence checks.")] = 60,
+        "--silent-step", help="Simulated seconds between two silence checks.")] = 300,
     examples: Annotated[int, typer.Option(help="Missed labels and false positives shown per kind.")] = 5,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     data_dir: DataDir = None,

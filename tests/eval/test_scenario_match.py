@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from maillage.cli.eval_scenario import scenario
+from maillage.eval.scenario import RunOptions
 from maillage.eval.scenario_match import Detection, Label, percentile, scopes, score
 
 S = 1_000_000
@@ -183,3 +186,13 @@ def test_missed_label_says_how_many_messages_could_have_shown_it() -> None:
     assert _row(report, "spike")["missed"][0]["published_in_window"] == 2
     assert _row(report, "spike")["missed_silent"] == 0
     assert _row(report, "fall")["missed_silent"] == 1
+
+
+def test_command_defaults_are_the_run_defaults() -> None:
+    """`maillage eval scenario` without options runs what docs/detection.md measured."""
+    params = inspect.signature(scenario).parameters
+    run = RunOptions()
+    assert (params["seed"].default, params["days"].default, params["warmup_days"].default,
+            params["tail_hours"].default, params["grace"].default, params["silent_step"].default,
+            params["examples"].default) == (run.seed, run.days, run.warmup_days, run.tail_h,
+                                            run.grace_s, run.silent_step_s, run.examples)
