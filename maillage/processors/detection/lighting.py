@@ -35,7 +35,7 @@ OWN_DIM_SHARE = 0.8  # a lamp alone: dimmed at this half-hour on most past night
 OWN_DIM_ALPHA = 0.3
 OWN_DIM_HOLD_S = 1_800  # ...yet at full level for half an hour
 CABINET_MARGIN = 0.2  # cable losses (a few %, NF C 17-200 allows 3-5 % drop) and metering error
-CABINET_MARGIN_W = 20.0  # the cabinet's own clock, modem and contactor coils
+CABINET_MARGIN_W = 5.0  # metering resolution; the cabinet's own draw is learned by day
 CABINET_HOLD_S = 300
 CABINET_RUN = 3
 STALE_CAP_US = 3_600 * US  # lamps reporting less often than hourly do not delay the cabinet rule
@@ -330,7 +330,12 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
     if g["lt"] and ts - min(g["lt"].values()) > 2 * g["gap"]:
         return []  # a lamp has gone quiet: its last power is no longer what the cabinet feeds
     lamps = g["sum"] if g["sum"] > 0.05 else 0.0  # a running sum keeps rounding dust
-    threshold = lamps * (1.0 + CABINET_MARGIN) + CABINET_MARGIN_W
+    own = g.get("own")
+    if lamps == 0.0:  # the street is off: what the cabinet draws is its own clock and modem
+        g["own"] = p if own is None else own + 0.1 * (p - own)
+        g["cr"] = 0
+        return []
+    threshold = lamps * (1.0 + CABINET_MARGIN) + (own or 0.0) + CABINET_MARGIN_W
     cab = device.device_id
     if p > threshold:
         g["ok"] = 0
@@ -349,8 +354,8 @@ def _cabinet(device: DeviceInfo, g: dict[str, Any], env: Envelope) -> list[Findi
                                       "ratio": round(p / lamps, 3) if lamps > 0 else None})]
         return []
     g["cr"] = 0
-    consistent = p <= lamps * (1.0 + CABINET_MARGIN / 2) + CABINET_MARGIN_W  # hysteresis
-    if g["co"] and lamps > CABINET_MARGIN_W and consistent:  # lit and consistent: repaired
+    consistent = p <= lamps * (1.0 + CABINET_MARGIN / 2) + (own or 0.0) + CABINET_MARGIN_W
+    if g["co"] and consistent:  # lit and consistent (a hysteresis of half the margin): repaired
         g["ok"] += 1
         if g["ok"] >= CABINET_RUN:
             g["co"], g["ok"] = False, 0

@@ -357,6 +357,24 @@ def test_cabinet_overconsumption_named_on_the_cabinet(lamp_every: int, cabinet_e
     assert ev["lamps_reporting"] == len(LAMPS)
 
 
+@pytest.mark.parametrize(("own_w", "ratio", "expected"), [(0.0, 1.3, True), (12.0, 1.0, False),
+                                                          (12.0, 1.3, True)])
+def test_small_cabinet_against_its_own_learned_draw(own_w: float, ratio: float,
+                                                   expected: bool) -> None:
+    """Two 60 W lamps: a 20 W fixed margin would hide a 30 % excess; the cabinet's own draw
+    (clock, modem), learned while its street is off, is not an excess."""
+    records = []
+    for info, env in street(1.8, lamps=LAMPS[:2], lamp_every=15, cabinet_every=5,
+                            cabinet_ratio=lambda s: ratio if s >= 14 * 3600 else 1.0):
+        if info.type == "lighting_cabinet":
+            values = dict(env.values, active_power_w=env.values["active_power_w"] + own_w)
+            info = DeviceInfo("t", "c1", "lighting_cabinet", PARIS, LAT, LON, meta={"lamps": 2})
+            env = Envelope.trusted("t", "c1", "reading", env.ts_us, env.ts_us, SourceFormat.JSON,
+                                   values, {})
+        records.append((info, env))
+    assert bool(spans(run(iter(records)), Kind.CABINET_OVERCONSUMPTION)) is expected
+
+
 def test_cabinet_not_judged_until_all_its_lamps_report() -> None:
     """Meta says 5 lamps; only 4 ever report: the sum is not the cabinet's load."""
     found = run(street(1, lamps=LAMPS[:4], cabinet_ratio=lambda s: 1.4))
