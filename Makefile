@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` and `make test` (ruff, then the suite). Both do all set-up first.
+# The two commands of the README: `make demo` and `make test` (ruff, mypy, then the suite). Both do
+# all set-up first.
 .PHONY: setup demo test lint
 
 setup:
@@ -9,7 +10,9 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check maillage tests
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests
 
 lint: setup
 	.venv/bin/ruff check maillage tests
+	.venv/bin/mypy

@@ -110,8 +110,9 @@ async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]
     failures: list[BaseException] = []
 
     def check(fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            failures.append(fut.exception())  # type: ignore[arg-type]
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            failures.append(exc)
 
     try:
         n = 0

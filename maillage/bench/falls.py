@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 @dataclass
@@ -43,7 +44,7 @@ class FallProbe:
         self.lock = threading.Lock()
         self._sent: dict[int, tuple[float, str]] = {}  # measurement ms -> (publication time, phase)
         self.alert_sent: dict[int, tuple[float, str]] = {}  # the same, for the alert probe
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.username}-falls",
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.username}-falls",
                                    protocol=mqtt.MQTTv311, clean_session=True)
         self._client.username_pw_set(self.username, self.password)
         self._threads: list[threading.Thread] = []

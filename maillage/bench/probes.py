@@ -15,6 +15,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import psutil
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Counters:
 
         values: dict[str, float] = {}
         try:
-            metrics = list(MultiProcessCollector(None, path=str(self.directory)).collect())
+            metrics = list(MultiProcessCollector(None, path=str(self.directory)).collect())  # type: ignore[no-untyped-call]  # untyped upstream
         except (OSError, ValueError) as exc:  # a file being created right now
             log.debug("counters not readable: %s", exc)
             metrics = []
@@ -86,7 +87,7 @@ def component_of(name: str) -> str:
 def _cpu_s(proc: psutil.Process) -> float:
     t = proc.cpu_times()
     # children_*: CPU of children already reaped (PostgreSQL backends that ended).
-    return t.user + t.system + t.children_user + t.children_system
+    return float(t.user + t.system + t.children_user + t.children_system)
 
 
 @dataclass
@@ -211,7 +212,7 @@ class LatencyProbe:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._first = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.username}-probe",
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.username}-probe",
                                    protocol=mqtt.MQTTv311, clean_session=True)
         self._client.username_pw_set(self.username, self.password)
         self._client.on_publish = self._on_publish

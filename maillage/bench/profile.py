@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,14 @@ def summarize(raw: Path, top: int = 12) -> dict[str, object]:
             "threads": pct(threads)}
 
 
-def summary_markdown(name: str, s: dict[str, object]) -> str:
+def summary_markdown(name: str, s: dict[str, Any]) -> str:
     """A short Markdown summary of one process's profile."""
     lines = [f"### {name} ({s['samples']} samples)", "", "| own time by package | % |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in s["packages"]]  # type: ignore[attr-defined]
+    lines += [f"| `{k}` | {v} |" for k, v in s["packages"]]
     lines += ["", "| own time by function | % |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in s["own"]]  # type: ignore[attr-defined]
+    lines += [f"| `{k}` | {v} |" for k, v in s["own"]]
     lines += ["", "| inclusive time (maillage functions) | % |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in s["inclusive"]]  # type: ignore[attr-defined]
+    lines += [f"| `{k}` | {v} |" for k, v in s["inclusive"]]
     lines += ["", "| thread | % of samples |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in s["threads"]]  # type: ignore[attr-defined]
+    lines += [f"| `{k}` | {v} |" for k, v in s["threads"]]
     return "\n".join(lines) + "\n"

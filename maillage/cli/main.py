@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import prometheus_client
 import psycopg
@@ -21,6 +22,9 @@ from maillage.cli.eval import eval_app
 from maillage.cli.simulate import simulate
 from maillage.cli.tokens import tokens_app
 from maillage.config import Settings
+
+if TYPE_CHECKING:  # the processors are imported by their commands only: a fast CLI start
+    from maillage.processors.runner import Runner
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +138,8 @@ def tenants_list(data_dir: DataDir = None) -> None:
         print_json({"items": list_tenants(conn)})
 
 
-def _serve(coro_factory, component: str, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def _serve(coro_factory: Callable[[asyncio.Event], Awaitable[None]], component: str,
+           settings: Settings) -> None:
     """Run an async service until SIGTERM/SIGINT; its Prometheus metrics on
     `MAILLAGE_METRICS_PORT` when set (a container's own /metrics, as docker-compose runs them)."""
     if settings.metrics_port:
@@ -235,7 +240,7 @@ def processor_detection(
         sink.close()
 
 
-async def _detection(runner, db_url: str, bootstrap: str, stop: asyncio.Event,  # type: ignore[no-untyped-def]
+async def _detection(runner: Runner, db_url: str, bootstrap: str, stop: asyncio.Event,
                      silent: bool) -> None:
     """The runner, the outbox relay and the silent-device job: one failing stops the others."""
     from maillage.processors.detection.outbox import Relay
@@ -281,7 +286,7 @@ def processor_alerting(
         sink.close()
 
 
-async def _alerting(runner, db_url: str, alerting, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def _alerting(runner: Runner, db_url: str, alerting: Any, stop: asyncio.Event) -> None:
     """The runner, the escalation tick and the notification sender: one failing stops the others."""
     from maillage.processors.alerting import escalation
     from maillage.processors.alerting.outbox import Sender

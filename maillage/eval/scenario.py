@@ -208,7 +208,7 @@ def run(opts: RunOptions, *, detector: Detector | None = None,
         if own_seen is not None:
             slots = own_seen.items()
         else:
-            slots = ((key[1], st.seen) for key, st in engine_states.items())  # type: ignore[union-attr]
+            slots = ((key[1], st.seen) for key, st in engine_states.items())  # type: ignore[union-attr]  # checked by the caller
         rec.add(check(now_us, [silent.Seen(infos[d], m.get("last_rx"), m.get("interval_s"))
                                for d, m in slots if d in infos]), now_us)
 

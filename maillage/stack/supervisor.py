@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -206,7 +207,8 @@ class Supervisor:
             self.state.write(self.data_dir)
 
 
-def run_up(settings: Settings, *, simulate: bool, print_fn=print) -> int:  # type: ignore[no-untyped-def]
+def run_up(settings: Settings, *, simulate: bool,
+           print_fn: Callable[[str], object] = print) -> int:
     """Start, report where everything listens, run until SIGINT/SIGTERM, stop cleanly."""
     sup = Supervisor(settings, simulate=simulate)
     signal.signal(signal.SIGTERM, sup.stop)

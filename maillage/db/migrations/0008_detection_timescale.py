@@ -5,7 +5,7 @@ from yoyo import step
 __depends__ = {"0008_detection"}
 
 
-def _apply(conn):  # type: ignore[no-untyped-def]
+def _apply(conn):  # type: ignore[no-untyped-def]  # yoyo passes a DB-API connection
     from maillage.db.detection import enable_anomalies_hypertable
 
     enable_anomalies_hypertable(conn)

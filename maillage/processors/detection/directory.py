@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -92,7 +93,7 @@ class Directory:
             self._zones[name] = zone
         return zone
 
-    def _info(self, r: tuple) -> DeviceInfo:  # type: ignore[type-arg]
+    def _info(self, r: tuple[Any, ...]) -> DeviceInfo:
         (tenant, device_id, dtype, tz, lat, lon, commune, district, site, dwelling, meta,
          interval) = r
         return DeviceInfo(tenant=tenant, device_id=device_id, type=dtype, tz=self._zone(tz),
