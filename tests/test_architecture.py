@@ -226,7 +226,7 @@ SQL_HOMES = {"db", "registry"}
 # Modules of work going on in parallel that still run SQL themselves: the integrator moves it to
 # db/ (bench: db/bench.py or the like; detection: db/detection.py, where its writes already are).
 KNOWN_SQL = {"bench/baselines.py", "bench/commune.py", "bench/falls.py", "bench/probes.py",
-             "bench/runner.py", "processors/detection/directory.py",
+             "bench/queries.py", "processors/detection/directory.py",
              "processors/detection/outbox.py"}
 
 
