@@ -3,7 +3,8 @@
 They start once per test session on free ports under one temporary directory, with readiness
 waits, and stop at the end. `MAILLAGE_DATABASE_URL`, when set, is used as the PostgreSQL server
 (a fresh database is created on it); otherwise the embedded PostgreSQL is started. Kafka is
-Apache Kafka (one KRaft node) unless `MAILLAGE_TEST_KAFKA=tansu` asks for the in-memory Tansu.
+Apache Kafka (one KRaft node) unless `MAILLAGE_TEST_KAFKA=tansu` asks for the in-memory Tansu;
+the `maillage up` stacks of the end-to-end tests use the same (`MAILLAGE_KAFKA_KIND`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ class Services:
 
 def test_kafka_kind() -> str:
     """Which Kafka the session's fixtures start: `apache` (default) or `tansu`."""
-    kind = os.environ.get("MAILLAGE_TEST_KAFKA", "tansu")
+    kind = os.environ.get("MAILLAGE_TEST_KAFKA", "apache")
     if kind not in ("apache", "tansu"):
         raise pytest.UsageError(f"MAILLAGE_TEST_KAFKA must be apache or tansu, not {kind!r}")
     return kind
+
+
+# The stacks the end-to-end tests start (`maillage up` subprocesses) run the same Kafka.
+os.environ.setdefault("MAILLAGE_KAFKA_KIND", test_kafka_kind())
 
 
 def _with_db(url: str, dbname: str) -> str:
