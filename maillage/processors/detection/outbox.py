@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from maillage import topics
 from maillage.db import detection as db
+from maillage.processors.kafka_topics import partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,7 @@ class Relay:
         await consumer.start()
         found: list[tuple[str, int, int]] = []
         try:
-            parts = consumer.partitions_for_topic(self.topic)
-            if not parts:
-                await consumer.topics()  # metadata refresh
-                parts = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            tps = [TopicPartition(self.topic, p) for p in await partitions_of(self.bootstrap, self.topic)]
             if not tps:
                 return 0
             consumer.assign(tps)

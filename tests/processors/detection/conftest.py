@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from maillage import topics
 from maillage.envelope import Envelope, SourceFormat
+from maillage.processors.kafka_topics import partitions_of
 from maillage.registry.tenants import add_tenant
 from maillage.stack import kafka
 
@@ -73,11 +74,7 @@ async def read_anomalies(bootstrap: str, tenant: str) -> list[dict[str, Any]]:
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
-        parts = consumer.partitions_for_topic(topics.ANOMALIES)
-        if not parts:
-            await consumer.topics()
-            parts = consumer.partitions_for_topic(topics.ANOMALIES) or set()
-        tps = [TopicPartition(topics.ANOMALIES, p) for p in parts]
+        tps = [TopicPartition(topics.ANOMALIES, p) for p in await partitions_of(bootstrap, topics.ANOMALIES)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
