@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     log_level: str = "INFO"
     log_json: bool = False
-    kafka_kind: Literal["apache", "tansu"] = "tansu"
-    """Which Kafka `maillage up` starts when `kafka_bootstrap` is not set (README: why)."""
+    kafka_kind: Literal["apache", "tansu"] = "apache"
+    """Which Kafka `maillage up` starts when `kafka_bootstrap` is not set: Apache Kafka (durable;
+    measured faster end to end than Tansu and up in ~4 s: docs/benchmarks.md), or Tansu."""
     kafka_idempotence: bool | None = None
     """Idempotent producers; None: on for Apache Kafka, off for Tansu (`state.kafka_idempotence`)."""
     kafka_partitions: int | None = None
