@@ -250,8 +250,14 @@ async def _detection(runner: Runner, db_url: str, bootstrap: str, stop: asyncio.
         from maillage.processors.detection import silent_job
 
         tasks.append(asyncio.create_task(silent_job.watch(database_url=db_url, stop=stop)))
+    await _together(tasks, stop)
+
+
+async def _together(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Run a process's tasks until one fails or `stop` is set; then stop the others, and raise
+    the first failure (a process that lost a part exits; the supervisor starts it again)."""
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -294,14 +300,7 @@ async def _alerting(runner: Runner, db_url: str, alerting: Any, stop: asyncio.Ev
     tasks = [asyncio.create_task(runner.run(stop)),
              asyncio.create_task(escalation.run(db_url, stop, tick_s=alerting.alert_escalation_tick_s)),
              asyncio.create_task(Sender(db_url, alerting).run(stop))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-            raise r
+    await _together(tasks, stop)
 
 
 @processor_app.command("maintenance")
