@@ -16,10 +16,9 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from maillage.api.access_log import record_care_access
-from maillage.api.deps import ConnDep, PrincipalDep, require_roles
+from maillage.api.deps import ConnDep, PrincipalDep, care_scope, require_roles, tenant_scope
 from maillage.db import anomalies as db_anomalies
 from maillage.registry.models import Role
-from maillage.registry.tokens import Principal
 
 router = APIRouter(prefix="/v1/anomalies", tags=["anomalies"],
                    dependencies=[require_roles(Role.ADMIN, Role.ENERGY_MANAGER,
@@ -61,15 +60,6 @@ class AnomalyPage(BaseModel):
     next: str | None = None
 
 
-def _care_scope(p: Principal) -> bool | None:
-    """Which anomalies a role sees: None both, True care only, False no care."""
-    if p.role is Role.CARE_COORDINATOR:
-        return True
-    if p.role is Role.ADMIN:
-        return None
-    return False
-
-
 def _out(row: dict[str, Any]) -> AnomalyOut:
     return AnomalyOut(id=row["id"], tenant=row["tenant_id"], device_id=row["device_id"],
                       kind=row["kind"], severity=row["severity"], score=row["score"],
@@ -98,15 +88,6 @@ def _cursor(after: str | None) -> tuple[datetime, str] | None:
     return at, anomaly_id
 
 
-def _tenant_scope(p: Principal, tenant: str | None) -> str | None:
-    """The tenant to read: the token's own; an all-tenants admin may name one (or see all)."""
-    if p.tenant is None:
-        return tenant
-    if tenant is not None and tenant != p.tenant:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} not found")
-    return p.tenant
-
-
 @router.get("", response_model=AnomalyPage)
 async def list_anomalies(
     conn: ConnDep, p: PrincipalDep,
@@ -129,9 +110,9 @@ async def list_anomalies(
     start, end = _aware("from", from_), _aware("to", to)
     if start and end and end <= start:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'to' must be after 'from'")
-    scope = _tenant_scope(p, tenant)
+    scope = tenant_scope(p, tenant)
     rows = await db_anomalies.list_anomalies(
-        conn=conn, tenant=scope, care=_care_scope(p), device=device, kind=kind,
+        conn=conn, tenant=scope, care=care_scope(p), device=device, kind=kind,
         severity=severity, group=group, start=start, end=end, state=state,
         after=_cursor(after), limit=limit + 1)
     page = rows[:limit]
@@ -152,7 +133,7 @@ async def list_anomalies(
 async def get_anomaly(anomaly_id: str, conn: ConnDep, p: PrincipalDep) -> AnomalyOut:
     """One anomaly (404 when it does not exist for the caller)."""
     row = await db_anomalies.get_anomaly(conn=conn, anomaly_id=anomaly_id, tenant=p.tenant,
-                                         care=_care_scope(p))
+                                         care=care_scope(p))
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"anomaly {anomaly_id!r} not found")
     if row["care"]:
