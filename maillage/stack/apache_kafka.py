@@ -9,13 +9,14 @@ configuration and a heap sized for the 2-core, 24 GiB machines maillage targets.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -164,21 +165,34 @@ def _format(node: Node, cluster_id: str) -> None:
     """Format the node's log folder once (KRaft needs it before the first start)."""
     if (node.directory / "data" / "meta.properties").exists():
         return
-    proc = subprocess.run([_java(), "-cp", _classpath(), STORAGE_TOOL, "format", "-t", cluster_id,
+    proc = subprocess.run([_java(), "-cp", _classpath(), STORAGE_TOOL, "format",
+                           f"--cluster-id={cluster_id}",
                            "-c", str(node.directory / "server.properties"), "--ignore-formatted"],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise StackError(f"formatting Kafka node {node.node_id} failed: {proc.stdout}{proc.stderr}")
 
 
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A fresh KRaft cluster id: 22 base64url characters, never starting with '-'.
+
+    Like Kafka's own `Uuid.randomUuid`, an id that begins with '-' is drawn again: the storage
+    tool would read it as an option (one id in 64 did, and failed a CI run).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(draw().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _cluster_id(directory: Path) -> str:
     """The cluster id kept beside the nodes (KRaft wants 22 base64url characters)."""
     path = directory / "cluster.id"
     if path.exists():
-        return path.read_text().strip()
-    import base64
-
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        kept = path.read_text().strip()
+        if not kept.startswith("-"):
+            return kept
+    cid = new_cluster_id()
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(cid + "\n")
     return cid
