@@ -21,6 +21,7 @@ from maillage.api.routes import (
     buckets,
     devices,
     health,
+    me,
     readings,
     rejected,
     tokens,
@@ -68,6 +69,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.include_router(alerts.router)
     app.include_router(tokens.router)
     app.include_router(access_log.router)
+    app.include_router(me.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

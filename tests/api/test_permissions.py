@@ -40,6 +40,7 @@ ENERGY = frozenset({"admin", "energy_manager"})
 PUBLIC = frozenset({"admin", "energy_manager", "care_coordinator", "opendata", "anonymous",
                     "expired", "revoked"})
 OPENDATA = frozenset({"opendata"})
+ANY_ROLE = READERS | OPENDATA
 LIST = ("own", "other")
 ITEMS = ("own_energy", "own_care", "other_energy", "other_care")
 OWNED = ("own", "other")
@@ -85,6 +86,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/tokens"): Rule(ADMIN),
     ("POST", "/v1/tokens/{token_id:int}/revoke"): Rule(ADMIN, OWNED),
     ("GET", "/v1/access-log"): Rule(ADMIN),
+    ("GET", "/v1/me"): Rule(ANY_ROLE, ("own",)),
 }
 
 NOT_A_CARE_READ = {"/v1/access-log"}
