@@ -1,39 +1,158 @@
-"""The web page, rendered by headless Chromium, lists the token's devices from the live API."""
+"""The web page in headless Chromium (Playwright driving the system's browser) on a real
+`maillage up`: the device list per role, and (issue 17, acceptance 3) login, devices on the map,
+an alert arriving live, acknowledged from the page, and a screenshot under the test output."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import orjson
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Device, Publisher, Stack
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # only the system Chromium
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("chromium is not installed: `make setup` installs it (Debian package chromium)")
-    return found
+def output_dir() -> Path:
+    """`$MAILLAGE_TEST_OUTPUT`, else `test-output/` at the repository root (git-ignored)."""
+    out = Path(os.environ.get("MAILLAGE_TEST_OUTPUT") or ROOT / "test-output")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
-def test_page_lists_devices_of_the_tenant(stack: Stack) -> None:
-    """An energy manager's token shows its meter, never the care sensor of the same tenant."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs it (Debian package chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Watched:
+    """A page whose requests are all noted (the page must ask nothing of any other host)."""
+
+    def __init__(self, browser: Browser, stack: Stack) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
+        self.page: Page = self.context.new_page()
+        self.hosts: set[str] = set()
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.hosts.add(urlsplit(r.url).netloc)
+                      if urlsplit(r.url).scheme in ("http", "https", "ws", "wss") else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.api_host = urlsplit(stack.api).netloc
+
+    def foreign(self) -> set[str]:
+        return self.hosts - {self.api_host}
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _add(stack: Stack, tenant: str, type_: str, lat: float, lon: float) -> Device:
+    did = f"{type_[:4]}-{uuid.uuid4().hex[:6]}"
+    out = json.loads(stack.cli("devices", "add", "--tenant", tenant, "--id", did, "--type", type_,
+                               "--lat", str(lat), "--lon", str(lon), "--json").stdout)
+    return Device(tenant, did, out["mqtt_username"], out["mqtt_password"], out["topic_prefix"])
+
+
+def test_page_lists_devices_of_the_tenant(stack: Stack, browser: Browser) -> None:
+    """An energy manager's token (from a `#token=` link) shows its meter, never the care sensor
+    of the same tenant; an opendata token gets no alert feed and no device."""
     tenant = stack.tenant()
     meter = stack.device(tenant, "meter")
     care = stack.device(tenant, "care_motion")
-    token = stack.token(tenant, "energy_manager")
-    with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-quic", "--no-first-run",
-             f"--user-data-dir={profile}", "--virtual-time-budget=8000", "--dump-dom",
-             f"{stack.api}/#token={token}"],
-            capture_output=True, text=True, timeout=90,
-        )
-    dom = out.stdout
-    assert "Équipements" in dom
-    assert f'data-id="{meter.device_id}"' in dom
-    assert care.device_id not in dom
-    assert "1 équipement(s)" in dom
+    w = Watched(browser, stack)
+    try:
+        page = w.page
+        page.goto(f"{stack.api}/#token={stack.token(tenant, 'energy_manager')}")
+        expect(page.locator("#devices-summary")).to_have_text("1 équipement(s)", timeout=20_000)
+        assert page.locator(f'#devices tr[data-id="{meter.device_id}"]').count() == 1
+        assert care.device_id not in page.content()
+        assert "token=" not in page.url  # the token left the address bar
+        expect(page.locator("#alerts-panel")).to_be_visible()
+        expect(page.locator("#who")).to_contain_text("gestionnaire énergie")
+
+        page.goto(f"{stack.api}/#token={stack.token(tenant, 'opendata')}")
+        page.reload()  # a fresh session in this tab
+        expect(page.locator("#devices-summary")).to_have_text("0 équipement(s)", timeout=20_000)
+        expect(page.locator("#alerts-panel")).to_be_hidden()
+        expect(page.locator("#savings-panel")).to_be_hidden()
+        assert page.locator("button.ack").count() == 0
+        assert w.foreign() == set() and w.errors == []
+    finally:
+        w.close()
+
+
+def test_map_live_alert_acknowledged_from_the_page(stack: Stack, browser: Browser) -> None:
+    """Acceptance 3: log in with a token through the form, see the devices on the map (markers
+    counted in the DOM, no tile server), see a fall arrive live from the stream, acknowledge it
+    from the page (state checked through the API), screenshot."""
+    tenant = stack.tenant()
+    placed = [_add(stack, tenant, "streetlight", 45.7640 + i * 0.001, 4.8357 + i * 0.0015)
+              for i in range(3)]
+    placed.append(_add(stack, tenant, "meter", 45.7655, 4.8330))
+    pendant = _add(stack, tenant, "care_button", 45.7662, 4.8391)
+    stack.device(tenant, "meter")  # one without coordinates: listed, not on the map
+    token = stack.token(tenant, "care_coordinator")
+    admin = stack.token(tenant, "admin")
+    w = Watched(browser, stack)
+    pub = Publisher(stack, pendant)
+    try:
+        page = w.page
+        page.goto(stack.api + "/")
+        page.get_by_label("Jeton d'accès").fill(admin)
+        page.get_by_role("button", name="Se connecter").click()
+        markers = page.locator("#map path.device-marker")
+        expect(markers).to_have_count(len(placed) + 1, timeout=20_000)
+        expect(page.locator("#map-summary")).to_contain_text("1 sans coordonnées")
+        assert page.locator("#map .leaflet-tile").count() == 0  # offline: no tile layer
+        expect(page.locator("#stream-state")).to_have_text(re.compile("en direct"), timeout=20_000)
+        expect(page.locator(f'#map path.device-marker[data-id="{pendant.device_id}"]')
+               ).to_have_class(re.compile("status-unknown"))
+
+        ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        assert not pub.publish("up/event", orjson.dumps({"ts": ts, "event": "fall_detected"})).is_failure
+        item = page.locator("#alerts li.alert", has_text=pendant.device_id)
+        # The first message after start-up may wait for the processors to join their groups.
+        expect(item).to_have_attribute("data-state", "open", timeout=90_000)
+        expect(item).to_contain_text("chute")
+        expect(page.locator(f'#map path.device-marker[data-id="{pendant.device_id}"]')
+               ).to_have_class(re.compile("status-alert"))
+        alert_id = int(item.get_attribute("data-alert-id") or 0)
+
+        item.get_by_role("button", name="Acquitter").click()
+        expect(item).to_have_attribute("data-state", "acknowledged", timeout=10_000)
+        expect(item.get_by_role("button", name="Acquitter")).to_have_count(0)
+        page.screenshot(path=str(output_dir() / "web-page-alert-acknowledged.png"), full_page=True)
+
+        r = stack.get(f"/v1/alerts/{alert_id}", token)  # checked as the coordinator would see it
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert (doc["state"], doc["device_id"], doc["kind"]) == ("acknowledged", pendant.device_id, "fall")
+        assert [e["action"] for e in doc["events"]].count("acknowledged") == 1
+        assert doc["acknowledged_by"] and doc["acknowledged_by"].startswith("token:")
+
+        # The device page: its details and the alert, reached from the list by keyboard.
+        page.locator(f'#devices tr[data-id="{pendant.device_id}"]').focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#device-page")).to_be_visible()
+        expect(page.locator("#device-info")).to_contain_text("chute")
+        assert w.foreign() == set(), f"requests to other hosts: {w.foreign()}"
+        assert w.errors == [], w.errors
+    finally:
+        pub.close()
+        w.close()
