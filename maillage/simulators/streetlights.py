@@ -18,6 +18,8 @@ from maillage.simulators.territory import Cabinet, Lamp, LuminositySensor
 FIRST_SPREAD_S = 3.0
 # Ballast losses of discharge lamps; LED drivers are counted in their nominal power.
 BALLAST = {"LED": 1.0, "HPS": 1.12, "MH": 1.1}
+TRUTH_CAUSES = ("dimming", "switch_off", "presence")
+"""Causes of a lower level the simulator knows it applied (see `LampModel.truth`)."""
 
 
 def _first(start: datetime, interval: timedelta, key: str) -> datetime:
@@ -166,6 +168,7 @@ class LampModel:
         self.energy_wh = self.hours * lamp.nominal_w * BALLAST[lamp.tech] * rng.uniform(0.8, 0.95)
         self.last: datetime | None = None
         self.override: Override | None = None
+        self._truth: dict[date, dict[str, float]] = {}
 
     def command(self, override: Override | None, now: datetime) -> tuple[bool, str | None]:
         """Apply a remote order; (done, reason when failed)."""
@@ -202,6 +205,41 @@ class LampModel:
             return (level, 0.0, "lampFailure") if level > 0 else (0.0, 0.0, "ok")
         return level, self.power_w(level), status
 
+    def _account(self, now: datetime, hours: float, level: float, power: float, status: str) -> None:
+        """Ground truth of the step ending at `now`: energy drawn, and why the level was lower."""
+        night = (now.astimezone(self.schedule.tz) - timedelta(hours=12)).date()
+        rec = self._truth.setdefault(night, {"measured_wh": 0.0} | dict.fromkeys(TRUTH_CAUSES, 0.0))
+        rec["measured_wh"] += power * hours
+        if status != "ok" or level >= 100 or not self.schedule.is_dark(now):
+            return
+        # The simulator knows why: a presence-driven street, else the commune's cut-off or dimming
+        # window, else a remote order.
+        if self.street is not None:
+            cause = "presence"
+        else:
+            cause = "switch_off" if level <= 0 else "dimming"
+        rec[cause] += (self.power_w(100) - power) * hours
+
+    def truth(self) -> dict[date, dict[str, float]]:
+        """What the lamp really did per night it simulated (local noon to noon), in Wh.
+
+        `reference_wh` (the replaced lamp, or this one, at full power from its switch-on to its
+        switch-off), `measured_wh`, and the saving by cause: `led_retrofit`, `dimming`,
+        `switch_off`, `presence`. Tests compare the savings computation with this; the computation
+        itself never reads it.
+        """
+        lamp = self.lamp
+        full = self.power_w(100)
+        ref_w = (lamp.replaced_w * BALLAST[lamp.replaced_tech]
+                 if lamp.replaced_tech is not None and lamp.replaced_w is not None else full)
+        out: dict[date, dict[str, float]] = {}
+        for night, rec in self._truth.items():
+            span = self.schedule.night(night)
+            hours = (span[1] - span[0]).total_seconds() / 3600 if span is not None else 0.0
+            out[night] = dict(rec) | {"reference_wh": ref_w * hours,
+                                      "led_retrofit": (ref_w - full) * hours}
+        return out
+
     def power_w(self, level: float) -> float:
         """Electrical power at a level: LED drivers scale almost linearly, discharge lamps less."""
         if level <= 0:
@@ -220,6 +258,7 @@ class LampModel:
             self.energy_wh += power * hours
             if power > 0:
                 self.hours += hours
+            self._account(now, hours, level, power, status)
         self.last = now
         on = 1.0 if power > 0 else 0.0
         values = {"lamp_on": on, "dimming_pct": level if on or status != "ok" else 0.0,

@@ -57,6 +57,9 @@ class Lamp:
     tech: Literal["LED", "HPS", "MH"]
     nominal_w: float
     installed_at: datetime
+    replaced_tech: Literal["HPS", "MH"] | None = None
+    """What an LED retrofit replaced (None: the lamp is the original one)."""
+    replaced_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +182,7 @@ class Territory:
                     lon=lamp.lon, site=lamp.street, commune=names[lamp.commune],
                     district=cab.district, installed_at=lamp.installed_at,
                     expected_interval_s=math.ceil(iv.streetlight_s),
-                    meta={"lamp_tech": lamp.tech, "nominal_power_w": lamp.nominal_w,
-                          "cabinet": lamp.cabinet, "street": lamp.street}))
+                    meta=_lamp_meta(lamp, cab)))
             if cab.presence:
                 out.append(DeviceSpec(
                     device_id=cab.presence, type=DeviceType.PRESENCE, lat=cab.lat, lon=cab.lon,
@@ -206,6 +208,22 @@ class Territory:
                 out.append(DeviceSpec(device_id=device_id, type=dtype, **common,
                                       expected_interval_s=math.ceil(interval), meta=meta))
         return out
+
+
+def _lamp_meta(lamp: Lamp, cab: Cabinet) -> dict[str, object]:
+    """A lamp's inventory facts as an asset register holds them (lighting savings read them)."""
+    meta: dict[str, object] = {"lamp_tech": lamp.tech, "nominal_power_w": lamp.nominal_w,
+                               "cabinet": lamp.cabinet, "street": lamp.street,
+                               "presence_adaptive": cab.presence is not None}
+    if lamp.replaced_tech is not None:
+        meta["replaced_tech"] = lamp.replaced_tech
+        meta["replaced_power_w"] = lamp.replaced_w
+    return meta
+
+
+# The sodium lamp an LED lantern of this power usually replaces (no random draw: the layout of
+# existing scenarios stays the same).
+LED_REPLACES_W = {28.0: 70.0, 36.0: 70.0, 45.0: 100.0, 60.0: 150.0}
 
 
 def _split(total: int, weights: list[float]) -> list[int]:
@@ -350,7 +368,9 @@ def _add_lighting(t: Territory, rng: random.Random, centres: list[list[tuple[flo
                 lamp_ids.append(lamp_id)
                 t.lamps.append(Lamp(device_id=lamp_id, commune=ci, cabinet=cab_id, street=street,
                                     lat=llat, lon=llon, tech=tech, nominal_w=nominal,
-                                    installed_at=datetime(year, rng.randint(1, 12), 1, tzinfo=UTC)))
+                                    installed_at=datetime(year, rng.randint(1, 12), 1, tzinfo=UTC),
+                                    replaced_tech="HPS" if led else None,
+                                    replaced_w=LED_REPLACES_W[nominal] if led else None))
             presence = f"pres-{cs}-{street_no:03d}" if rng.random() < fleet.presence_share else None
             t.cabinets.append(Cabinet(device_id=cab_id, commune=ci,
                                       district=commune.districts[di], street=street, lat=lat,

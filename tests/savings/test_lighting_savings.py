@@ -1,0 +1,147 @@
+"""Lighting savings by cause on a simulated territory against the simulator's ground truth.
+
+The lamps' publications go through the gateway's parser and the storage writer into the session's
+PostgreSQL; `compute` reads only the stored readings and the registry; the simulator's own
+accounting (`LampModel.truth`) is read by the test alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from maillage.db import lighting_savings as db
+from maillage.db.writer import DeviceIds, LastSeen, Message, MetricIds, write_readings
+from maillage.ingest.formats import MessageContext, parse_message
+from maillage.processors.savings import lighting
+from maillage.registry.devices import add_devices
+from maillage.registry.tenants import add_tenant
+from maillage.simulators.engine import Engine
+from maillage.simulators.scenario import Scenario
+from maillage.simulators.streetlights import LampModel
+
+TZ = ZoneInfo("Europe/Paris")
+NIGHT = date(2026, 1, 14)
+CAUSES = ("led_retrofit", "dimming", "switch_off", "presence")
+
+
+def scenario(tenant: str) -> Scenario:
+    """Two communes: mid-night switch-off in the town, dimming in the village; some streets
+    driven by presence sensors, half the streets retrofitted to LED."""
+    return Scenario.model_validate({
+        "tenant": tenant, "timezone": "Europe/Paris", "seed": 6,
+        "communes": [
+            {"name": "Bourg-Nuit", "lat": 48.11, "lon": -1.68, "weight": 2,
+             "lighting": {"mode": "cutoff", "night_from": "23:00", "night_to": "05:30"}},
+            {"name": "Val-Doux", "lat": 48.35, "lon": -1.2, "weight": 1,
+             "lighting": {"mode": "dimming", "night_from": "22:00", "night_to": "06:00",
+                          "dim_level_pct": 40}},
+        ],
+        "fleet": {"streetlights": 60, "lamps_per_cabinet": 6, "presence_share": 0.35,
+                  "led_share": 0.5, "luminosity_per_commune": 0},
+        "anomalies": {"enabled": False},
+    })
+
+
+@pytest.fixture(scope="module")
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def world(conn: psycopg.Connection) -> tuple[str, Engine]:
+    """A simulated night of lighting stored through the storage path; (tenant, engine)."""
+    tenant = f"light{uuid.uuid4().hex[:8]}"
+    sc = scenario(tenant)
+    add_tenant(conn, tenant_id=tenant, timezone="Europe/Paris")
+    start = datetime(2026, 1, 14, 11, 50, tzinfo=TZ)
+    engine = Engine(sc, start=start)
+    add_devices(conn, tenant=tenant, specs=engine.territory.specs(), dynsec=None)
+    devices, metrics, seen = DeviceIds(), MetricIds(), LastSeen()
+    batch: list[Message] = []
+
+    def flush() -> None:
+        with conn.transaction():
+            write_readings(conn, batch, devices, metrics, seen)
+        batch.clear()
+
+    lamps = {lamp.device_id for lamp in engine.territory.lamps}
+    for pub in engine.publications(until=datetime(2026, 1, 15, 12, 10, tzinfo=TZ)):
+        if pub.device_id not in lamps:
+            continue
+        ctx = MessageContext(tenant, pub.device_id, pub.channel, pub.at, "streetlight")
+        for env in parse_message(pub.payload, ctx):
+            batch.append((tenant, env.device_id, env.ts_us, env.rx_us, env.seq, env.values))
+        if len(batch) >= 5000:
+            flush()
+    flush()
+    return tenant, engine
+
+
+def truth_by_commune(engine: Engine) -> dict[str, dict[str, float]]:
+    names = [c.name for c in engine.territory.communes]
+    commune_of = {lamp.device_id: names[lamp.commune] for lamp in engine.territory.lamps}
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for dev in engine.devices:
+        if isinstance(dev.model, LampModel):
+            rec = dev.model.truth()[NIGHT]
+            for key, wh in rec.items():
+                out[commune_of[dev.model.device_id]][key] += wh
+    return out
+
+
+def test_savings_by_cause_match_the_simulator(conn: psycopg.Connection,
+                                              world: tuple[str, Engine]) -> None:
+    """Per commune and cause, the stored night equals the simulated truth within 1 %."""
+    tenant, engine = world
+    stored = lighting.compute(conn, tenant_id=tenant)
+    assert stored == len(engine.territory.lamps)  # one night per lamp, nothing half-covered
+    rows = {r["name"]: r for r in db.daily(conn, tenant_id=tenant, area="commune", name=None,
+                                           start=NIGHT, end=NIGHT)}
+    truth = truth_by_commune(engine)
+    assert set(rows) == set(truth) == {"Bourg-Nuit", "Val-Doux"}
+    seen: set[str] = set()
+    for commune, t in truth.items():
+        row = rows[commune]
+        assert row["day"] == NIGHT and row["lamps"] > 0
+        assert row["reference_wh"] == pytest.approx(t["reference_wh"], rel=0.01)
+        assert row["measured_wh"] == pytest.approx(t["measured_wh"], rel=0.01)
+        for cause in CAUSES:
+            if t[cause] > 0:
+                seen.add(cause)
+                assert row[cause] == pytest.approx(t[cause], rel=0.01), (commune, cause)
+            else:
+                assert abs(row[cause]) <= 0.01 * t["reference_wh"], (commune, cause)
+        # What no cause explains is the clocks' offsets and the sampling: small.
+        assert abs(row["other_wh"]) < 0.01 * t["reference_wh"]
+    assert seen == set(CAUSES)  # the territory exercises every cause
+    # Switch-off only where the commune switches off, dimming only where it dims.
+    assert rows["Val-Doux"]["switch_off"] == pytest.approx(0, abs=1.0)
+    assert rows["Bourg-Nuit"]["dimming"] == pytest.approx(0, abs=1.0)
+
+
+def test_areas_add_up_and_recompute_is_stable(conn: psycopg.Connection,
+                                              world: tuple[str, Engine]) -> None:
+    """Lamps, cabinets, districts and communes hold the same total; a second run replaces rows."""
+    tenant, engine = world
+    lighting.compute(conn, tenant_id=tenant, since=NIGHT, until=NIGHT)
+    again = lighting.compute(conn, tenant_id=tenant, since=NIGHT, until=NIGHT)
+    assert again == len(engine.territory.lamps)
+    totals = {}
+    for area in ("lamp", "cabinet", "site", "district", "commune"):
+        rows = db.daily(conn, tenant_id=tenant, area=area, name=None, start=NIGHT, end=NIGHT)
+        totals[area] = sum(r["saved_wh"] for r in rows)
+        assert sum(r["lamps"] for r in rows) == len(engine.territory.lamps)
+    assert len(set(round(v, 3) for v in totals.values())) == 1
+    one = db.daily(conn, tenant_id=tenant, area="commune", name="Val-Doux", start=NIGHT,
+                   end=NIGHT + timedelta(days=3))
+    assert [r["name"] for r in one] == ["Val-Doux"]
+    with pytest.raises(ValueError, match="unknown area"):
+        db.daily(conn, tenant_id=tenant, area="planet", name=None, start=NIGHT, end=NIGHT)
