@@ -143,16 +143,28 @@ function receive(snapshot) {
 async function act(alert, action) {
   try {
     merge(await api(`/v1/alerts/${alert.id}/${action}`, { method: "POST" }));
-    render();
-    options.onChange();
-  } catch (err) { options.onError(err); }
+  } catch (err) {
+    options.onError(err); // e.g. 409: someone else acknowledged or resolved it first
+    try { merge(await api(`/v1/alerts/${alert.id}`)); } catch { /* shown above */ }
+  }
+  render();
+  options.onChange();
 }
 
 function render(fresh) {
   const showResolved = $("show-resolved").checked;
   const list = [...alerts.values()].filter((a) => showResolved || a.state !== "resolved").sort(byLatest);
+  // Keep the keyboard focus on the same button across a re-render.
+  const focused = document.activeElement;
+  const li = focused && focused.closest && focused.closest("#alerts li");
+  const keep = li && focused.tagName === "BUTTON" ? [li.dataset.alertId, focused.className] : null;
   $("alerts").replaceChildren(...list.map((a) => item(a, a.id === fresh)));
   $("alerts-empty").hidden = list.length > 0;
+  if (keep) {
+    const again = $("alerts").querySelector(`li[data-alert-id="${keep[0]}"] button[class="${keep[1]}"]`)
+      || $("alerts").querySelector(`li[data-alert-id="${keep[0]}"] button`);
+    if (again) again.focus();
+  }
 }
 
 function item(a, fresh) {
@@ -168,11 +180,11 @@ function item(a, fresh) {
     const actions = el("div", { className: "actions" });
     if (a.state === "open") {
       const ack = el("button", { type: "button", className: "ack", "aria-label": `Acquitter l'alerte ${a.id} (${kindLabel(a.kind)}, ${a.device_id})` }, "Acquitter");
-      ack.addEventListener("click", () => act(a, "ack"));
+      ack.addEventListener("click", () => { ack.disabled = true; act(a, "ack"); });
       actions.append(ack);
     }
     const res = el("button", { type: "button", className: "resolve secondary", "aria-label": `Résoudre l'alerte ${a.id} (${kindLabel(a.kind)}, ${a.device_id})` }, "Résoudre");
-    res.addEventListener("click", () => act(a, "resolve"));
+    res.addEventListener("click", () => { res.disabled = true; act(a, "resolve"); });
     actions.append(res);
     li.append(actions);
   }
