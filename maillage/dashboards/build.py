@@ -55,7 +55,7 @@ def datasource(*, url: str = "timescaledb:5432", database: str = "maillage",
     return {"name": "maillage", "uid": DATASOURCE_UID, "type": DATASOURCE_TYPE, "access": "proxy",
             "url": url, "user": user, "isDefault": False,
             "jsonData": {"database": database, "sslmode": "disable", "timescaledb": timescaledb,
-                         "postgresVersion": 1500}}
+                         "postgresVersion": 1600}}
 
 
 def _dump(obj: Any) -> str:
