@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # How far in the future a measurement time may be before it is rejected.
     max_future_s: int = 300
     default_timezone: str = "Europe/Paris"
+    opendata_min_households: int = Field(default=10, ge=3)
+    """Fewest residential meters in a published open-data aggregate (statistical secrecy as French
+    energy distributors apply it: 10; below 3 a household could read another's: docs/opendata.md)."""
 
     def topic_partitions(self, embedded: bool) -> int:
         """`kafka_partitions` when set; else 8 on Apache Kafka, and on the embedded Tansu

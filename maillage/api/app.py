@@ -22,10 +22,13 @@ from maillage.api.routes import (
     devices,
     health,
     me,
+    ngsi_ld,
+    opendata,
     readings,
     rejected,
     tokens,
 )
+from maillage.opendata.exports import DEFAULT_MIN_HOUSEHOLDS
 from maillage.registry.models import DeviceCredentials, DeviceSpec
 
 RegisterFn = Callable[[str, Sequence[DeviceSpec]], list[DeviceCredentials]]
@@ -34,10 +37,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
                sse_heartbeat_s: float = alerts.HEARTBEAT_S,
-               token_recheck_s: float = alerts.TOKEN_RECHECK_S) -> FastAPI:
+               token_recheck_s: float = alerts.TOKEN_RECHECK_S,
+               opendata_min_households: int = DEFAULT_MIN_HOUSEHOLDS) -> FastAPI:
     """The API over `database_url`; `register_devices` installs MQTT credentials (needs the broker);
     `sse_heartbeat_s`: comment lines on idle alert streams; `token_recheck_s`: how soon a stream
-    ends after its token is revoked."""
+    ends after its token is revoked; `opendata_min_households`: the statistical-secrecy threshold
+    of open data (docs/opendata.md)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +63,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.state.database_url = database_url  # the alert stream's LISTEN connections
     app.state.sse_heartbeat_s = sse_heartbeat_s
     app.state.token_recheck_s = token_recheck_s
+    app.state.opendata_min_households = opendata_min_households
     errors.install(app)
     app.include_router(health.router)
     app.include_router(devices.router)
@@ -70,6 +76,8 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.include_router(tokens.router)
     app.include_router(access_log.router)
     app.include_router(me.router)
+    app.include_router(opendata.router)
+    app.include_router(ngsi_ld.router)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

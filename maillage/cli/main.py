@@ -19,6 +19,7 @@ from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.cli.eval import eval_app
+from maillage.cli.opendata import opendata_app
 from maillage.cli.simulate import simulate
 from maillage.cli.tokens import tokens_app
 from maillage.config import Settings
@@ -41,6 +42,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(broker_app, name="broker")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(opendata_app, name="opendata")
 
 
 def _db(settings: Settings) -> str:
@@ -325,7 +327,8 @@ def api(host: str = "127.0.0.1", port: int = 8000, data_dir: DataDir = None) -> 
     from maillage.stack.state import database_url
 
     settings = settings_for(data_dir, "api")
-    app_ = create_app(database_url(settings), register_devices=broker_registrar(settings))
+    app_ = create_app(database_url(settings), register_devices=broker_registrar(settings),
+                      opendata_min_households=settings.opendata_min_households)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

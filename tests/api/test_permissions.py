@@ -40,6 +40,7 @@ ENERGY = frozenset({"admin", "energy_manager"})
 PUBLIC = frozenset({"admin", "energy_manager", "care_coordinator", "opendata", "anonymous",
                     "expired", "revoked"})
 OPENDATA = frozenset({"opendata"})
+OPEN_DATA_READERS = frozenset({"admin", "energy_manager", "opendata"})
 ANY_ROLE = READERS | OPENDATA
 LIST = ("own", "other")
 ITEMS = ("own_energy", "own_care", "other_energy", "other_care")
@@ -86,6 +87,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/tokens"): Rule(ADMIN),
     ("POST", "/v1/tokens/{token_id:int}/revoke"): Rule(ADMIN, OWNED),
     ("GET", "/v1/access-log"): Rule(ADMIN),
+    # Open data: the tenants of this world did not opt in to anonymous reads (401 without a token).
+    ("GET", "/v1/opendata"): Rule(OPEN_DATA_READERS),
+    ("GET", "/v1/opendata/lighting-consumption"): Rule(OPEN_DATA_READERS),
+    ("GET", "/v1/opendata/public-buildings-consumption"): Rule(OPEN_DATA_READERS),
+    ("GET", "/v1/opendata/residential-consumption"): Rule(OPEN_DATA_READERS),
+    ("GET", "/v1/opendata/lighting-savings"): Rule(OPEN_DATA_READERS),
+    ("GET", "/v1/opendata/streetlights"): Rule(OPEN_DATA_READERS),
+    ("GET", "/ngsi-ld/v1/entities"): Rule(OPEN_DATA_READERS),
+    ("GET", "/ngsi-ld/v1/entities/{entity_id}"): Rule(OPEN_DATA_READERS),
     ("GET", "/v1/me"): Rule(ANY_ROLE, ("own",)),
 }
 
@@ -142,8 +152,8 @@ def matrix(db_url: str) -> Iterator[Matrix]:
     (device registration goes to the database only: no broker here)."""
     w = make_world(db_url)
     communes = {"own": f"ville-{w.a}", "other": f"ville-{w.b}"}
-    devices = {w.a: [("meter-1", "meter"), ("care-bed-1", "care_bed")],
-               w.b: [("meter-9", "meter"), ("care-bed-9", "care_bed")]}
+    devices = {w.a: [("meter-1", "meter"), ("care-bed-1", "care_bed"), ("lamp-1", "streetlight")],
+               w.b: [("meter-9", "meter"), ("care-bed-9", "care_bed"), ("lamp-9", "streetlight")]}
     anomalies: dict[str, str] = {}
     with psycopg.connect(db_url, autocommit=True) as conn:
         register(conn, [(t, DeviceSpec(device_id=d, type=ty, commune=f"ville-{t}"))
@@ -230,6 +240,14 @@ def _request(m: Matrix, method: str, path: str, target: str,
         body = {"device_id": f"new-{uuid.uuid4().hex[:8]}", "type": "meter"}
     if path.endswith("/comments"):
         body = {"text": "on my way"}
+    if path.startswith("/ngsi-ld/"):
+        if "{entity_id}" in path:
+            lamp = "lamp-1" if target == "own" else "lamp-9"
+            path = path.replace("{entity_id}", f"urn:ngsi-ld:Streetlight:{lamp}")
+            if who == "root":
+                params["tenant"] = _tenant_of(m, target)
+        else:
+            params["type"] = "Streetlight"
     return path, params, body
 
 
