@@ -1,10 +1,12 @@
 """Lighting savings SQL: lamp inventory and readings in, lamp-night rows out, area sums back.
 
-`daily(conn, *, tenant_id, area, name, start, end)` is what `GET /v1/savings` reads: one row per
-(area name, night) with `reference_wh`, `measured_wh`, `saved_wh` and the saving by cause in Wh
+`daily(conn, *, tenant_id, area, name, start, end)`: one row per (area name, night) of the nights
+[start, end) with `reference_wh`, `measured_wh`, `saved_wh` and the saving by cause in Wh
 under `led_retrofit`, `dimming`, `switch_off`, `presence` (plus `other_wh`: what no cause
 explains, e.g. a lamp lit before dusk). A night is named by the local date of its evening.
-The computation itself is `processors/savings/lighting.py`; the retrofit "what if" is `retrofit`.
+`by_cause` is what `GET /v1/savings` reads (through `db.savings.lighting_summary`): kWh, € and
+kg CO2 per cause, priced with the tariff and factor stored with each night. The computation
+itself is `processors/savings/lighting.py`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ GROUP BY r.ts ORDER BY r.ts
 
 _COLUMNS = ("tenant_id", "device_id", "night", "cabinet", "site", "district", "commune", "tech",
             "replaced_tech", "dusk", "dawn", "reference_wh", "measured_wh", "led_retrofit_wh",
-            "dimming_wh", "switch_off_wh", "presence_wh", "other_wh", "readings")
+            "dimming_wh", "switch_off_wh", "presence_wh", "other_wh", "readings", "eur_per_kwh",
+            "kg_co2_per_kwh")
 
 
 def tenants(conn: psycopg.Connection, *, tenant_id: str | None) -> list[tuple[str, str]]:
@@ -110,7 +113,7 @@ def store(conn: psycopg.Connection, *, rows: Sequence[dict[str, Any]]) -> int:
 
 def daily(conn: psycopg.Connection, *, tenant_id: str, area: str, name: str | None,
           start: date, end: date) -> list[dict[str, Any]]:
-    """Per (area name, night) in [start, end]: lamps, reference, measured, saved and by cause (Wh).
+    """Per (area name, night) of the nights [start, end): lamps, reference, measured, saved and by cause (Wh).
 
     `area`: lamp, cabinet, site (street), district or commune; `name` None: every name.
     """
@@ -126,10 +129,43 @@ def daily(conn: psycopg.Connection, *, tenant_id: str, area: str, name: str | No
                sum(switch_off_wh) AS switch_off, sum(presence_wh) AS presence,
                sum(other_wh) AS other_wh
         FROM lighting_savings
-        WHERE tenant_id = %(tenant)s AND night BETWEEN %(start)s AND %(end)s
+        WHERE tenant_id = %(tenant)s AND night >= %(start)s AND night < %(end)s
           AND {col} IS NOT NULL AND (%(name)s::text IS NULL OR {col} = %(name)s)
         GROUP BY 1, 2 ORDER BY 1, 2
     """).format(col=col)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(query, {"tenant": tenant_id, "start": start, "end": end,
                                    "name": name}).fetchall()
+
+
+_BY_CAUSE = """
+SELECT sum(led_retrofit_wh), sum(dimming_wh), sum(switch_off_wh), sum(presence_wh),
+       sum(led_retrofit_wh * eur_per_kwh), sum(dimming_wh * eur_per_kwh),
+       sum(switch_off_wh * eur_per_kwh), sum(presence_wh * eur_per_kwh),
+       sum(led_retrofit_wh * kg_co2_per_kwh), sum(dimming_wh * kg_co2_per_kwh),
+       sum(switch_off_wh * kg_co2_per_kwh), sum(presence_wh * kg_co2_per_kwh),
+       count(*), count(eur_per_kwh)
+FROM lighting_savings
+WHERE tenant_id = %(tenant)s
+  AND (%(start)s::date IS NULL OR night >= %(start)s) AND (%(end)s::date IS NULL OR night < %(end)s)
+  AND (%(level)s::text IS NULL OR CASE %(level)s WHEN 'commune' THEN commune
+       WHEN 'district' THEN district WHEN 'site' THEN site WHEN 'cabinet' THEN cabinet
+       WHEN 'lamp' THEN device_id END = %(name)s)
+"""
+
+
+def by_cause(*, conn: psycopg.Connection, tenant: str, level: str | None, name: str | None,
+             start: date | None, end: date | None) -> list[dict[str, Any]]:
+    """Saving per cause over the nights [start, end) of an area (the tenant when `level` is None):
+    rows `{cause, kwh, eur, kg_co2, lamp_nights, priced_lamp_nights}`; `eur` None when no night was priced."""
+    if level is not None and level not in AREAS:
+        raise ValueError(f"unknown area {level!r}; use one of {', '.join(AREAS)}")
+    row = conn.execute(_BY_CAUSE, {"tenant": tenant, "level": level, "name": name,
+                                   "start": start, "end": end}).fetchone()
+    if row is None or not row[12]:
+        return []
+    n = len(CAUSES)
+    return [{"cause": cause, "kwh": (row[i] or 0.0) / 1000,
+             "eur": None if not row[13] else (row[n + i] or 0.0) / 1000,
+             "kg_co2": (row[2 * n + i] or 0.0) / 1000, "lamp_nights": row[12],
+             "priced_lamp_nights": row[13]} for i, cause in enumerate(CAUSES)]

@@ -17,9 +17,11 @@ import psycopg
 import pytest
 
 from maillage.db import lighting_savings as db
+from maillage.db.savings import set_tariff
 from maillage.db.writer import DeviceIds, LastSeen, Message, MetricIds, write_readings
 from maillage.ingest.formats import MessageContext, parse_message
 from maillage.processors.savings import lighting
+from maillage.processors.savings.tariffs import FRENCH_MIX_KG_CO2_PER_KWH
 from maillage.registry.devices import add_devices
 from maillage.registry.tenants import add_tenant
 from maillage.simulators.engine import Engine
@@ -104,7 +106,7 @@ def test_savings_by_cause_match_the_simulator(conn: psycopg.Connection,
     stored = lighting.compute(conn, tenant_id=tenant)
     assert stored == len(engine.territory.lamps)  # one night per lamp, nothing half-covered
     rows = {r["name"]: r for r in db.daily(conn, tenant_id=tenant, area="commune", name=None,
-                                           start=NIGHT, end=NIGHT)}
+                                           start=NIGHT, end=NIGHT + timedelta(days=1))}
     truth = truth_by_commune(engine)
     assert set(rows) == set(truth) == {"Bourg-Nuit", "Val-Doux"}
     seen: set[str] = set()
@@ -127,21 +129,33 @@ def test_savings_by_cause_match_the_simulator(conn: psycopg.Connection,
     assert rows["Bourg-Nuit"]["dimming"] == pytest.approx(0, abs=1.0)
 
 
-def test_areas_add_up_and_recompute_is_stable(conn: psycopg.Connection,
-                                              world: tuple[str, Engine]) -> None:
-    """Lamps, cabinets, districts and communes hold the same total; a second run replaces rows."""
+def test_areas_add_up_priced_when_computed(conn: psycopg.Connection,
+                                           world: tuple[str, Engine]) -> None:
+    """Lamps, cabinets, streets, districts and communes hold the same total; a recomputation
+    replaces the rows and prices them with the tariff then in force (the default CO2 factor)."""
     tenant, engine = world
-    lighting.compute(conn, tenant_id=tenant, since=NIGHT, until=NIGHT)
+    set_tariff(conn=conn, tenant=tenant, valid_from=date(2025, 1, 1), base_eur_kwh=0.2,
+               source="test")
     again = lighting.compute(conn, tenant_id=tenant, since=NIGHT, until=NIGHT)
     assert again == len(engine.territory.lamps)
+    after = NIGHT + timedelta(days=1)
     totals = {}
     for area in ("lamp", "cabinet", "site", "district", "commune"):
-        rows = db.daily(conn, tenant_id=tenant, area=area, name=None, start=NIGHT, end=NIGHT)
+        rows = db.daily(conn, tenant_id=tenant, area=area, name=None, start=NIGHT, end=after)
         totals[area] = sum(r["saved_wh"] for r in rows)
         assert sum(r["lamps"] for r in rows) == len(engine.territory.lamps)
     assert len(set(round(v, 3) for v in totals.values())) == 1
     one = db.daily(conn, tenant_id=tenant, area="commune", name="Val-Doux", start=NIGHT,
                    end=NIGHT + timedelta(days=3))
     assert [r["name"] for r in one] == ["Val-Doux"]
+    assert db.daily(conn, tenant_id=tenant, area="commune", name=None, start=after,
+                    end=after + timedelta(days=1)) == []
+    causes = {r["cause"]: r for r in db.by_cause(conn=conn, tenant=tenant, level="commune",
+                                                 name="Val-Doux", start=NIGHT, end=after)}
+    assert set(causes) == set(CAUSES)
+    for cause, r in causes.items():
+        assert r["kwh"] == pytest.approx(one[0][cause] / 1000)
+        assert r["eur"] == pytest.approx(0.2 * r["kwh"])
+        assert r["kg_co2"] == pytest.approx(FRENCH_MIX_KG_CO2_PER_KWH * r["kwh"])
     with pytest.raises(ValueError, match="unknown area"):
-        db.daily(conn, tenant_id=tenant, area="planet", name=None, start=NIGHT, end=NIGHT)
+        db.daily(conn, tenant_id=tenant, area="planet", name=None, start=NIGHT, end=after)

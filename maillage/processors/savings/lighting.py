@@ -33,6 +33,8 @@ from astral import Observer
 from astral.sun import dawn, dusk
 
 from maillage.db import lighting_savings as db
+from maillage.db import savings as savings_db
+from maillage.processors.savings import tariffs
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +206,39 @@ def lamp_night(lamp: LampInfo, ivs: Sequence[Interval], night: tuple[datetime, d
     return {"reference_wh": reference, "measured_wh": measured, **causes, "other_wh": other}
 
 
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """A tenant's tariffs and emission factors, to price each night when it is computed."""
+
+    tariff_list: list[tariffs.Tariff]
+    factor_list: list[tariffs.Factor]
+
+    def of(self, night: date, span: tuple[datetime, datetime] | None,
+           tz: ZoneInfo) -> tuple[float | None, float]:
+        """(€/kWh of energy spread over the night's dark hours or None, kg CO2/kWh)."""
+        factor = tariffs.factor_on(self.factor_list, night).kg_co2_per_kwh
+        tariff = tariffs.in_force(self.tariff_list, night)
+        if tariff is None:
+            return None, factor
+        lo, hi = span if span is not None else night_window(night, tz)
+        return tariffs.eur_per_kwh(tariff, lo.astimezone(tz), hi.astimezone(tz)), factor
+
+
+def prices(conn: psycopg.Connection, *, tenant: str) -> Prices:
+    """The tenant's tariffs and factors (`db.savings`)."""
+    tariff_rows, factor_rows = savings_db.tenant_prices(conn=conn, tenant=tenant)
+    return Prices(
+        [tariffs.Tariff(id=r["id"], valid_from=r["valid_from"], base_eur_kwh=r["base_eur_kwh"],
+                        peak_eur_kwh=r["peak_eur_kwh"], offpeak_eur_kwh=r["offpeak_eur_kwh"],
+                        offpeak_hours=r["offpeak_hours"], source=r["source"]) for r in tariff_rows],
+        [tariffs.Factor(id=r["id"], valid_from=r["valid_from"],
+                        kg_co2_per_kwh=r["kg_co2_per_kwh"], source=r["source"])
+         for r in factor_rows])
+
+
 def _row(tenant: str, lamp: LampInfo, night: date, span: tuple[datetime, datetime] | None,
-         result: Mapping[str, float], readings: int) -> dict[str, Any]:
+         result: Mapping[str, float], readings: int,
+         price: tuple[float | None, float]) -> dict[str, Any]:
     return {
         "tenant_id": tenant, "device_id": lamp.device_id, "night": night,
         "cabinet": lamp.cabinet, "site": lamp.site, "district": lamp.district,
@@ -215,11 +248,12 @@ def _row(tenant: str, lamp: LampInfo, night: date, span: tuple[datetime, datetim
         "led_retrofit_wh": result["led_retrofit"], "dimming_wh": result["dimming"],
         "switch_off_wh": result["switch_off"], "presence_wh": result["presence"],
         "other_wh": result["other_wh"], "readings": readings,
+        "eur_per_kwh": price[0], "kg_co2_per_kwh": price[1],
     }
 
 
 def compute_lamp(conn: psycopg.Connection, *, tenant: str, tz: ZoneInfo, lamp: LampInfo,
-                 first: date, last: date) -> list[dict[str, Any]]:
+                 first: date, last: date, priced: Prices) -> list[dict[str, Any]]:
     """Lamp-night rows of one lamp for the nights first..last (nights without readings skipped)."""
     start = night_window(first, tz)[0]
     end = night_window(last, tz)[1]
@@ -240,7 +274,8 @@ def compute_lamp(conn: psycopg.Connection, *, tenant: str, tz: ZoneInfo, lamp: L
         span = dusk_dawn(lamp.lat, lamp.lon, night, lamp.depression_deg)
         # A night counts once readings cover part of its dark hours (not a noon-time reading).
         if j > i and (span is None or any(_overlap(iv, *span) > 0 for iv in ivs[i:j])):
-            rows.append(_row(tenant, lamp, night, span, lamp_night(lamp, ivs[i:j], span), j - i))
+            rows.append(_row(tenant, lamp, night, span, lamp_night(lamp, ivs[i:j], span), j - i,
+                             priced.of(night, span, tz)))
         i = j
         night += timedelta(days=1)
     return rows
@@ -265,10 +300,12 @@ def compute(conn: psycopg.Connection, *, tenant_id: str | None = None,
         if last < first:
             continue
         infos = [lamp_info(r) for r in db.lamps(conn, tenant_id=tenant)]
+        priced = prices(conn, tenant=tenant)
         for lamp in infos:
             if lamp is None:
                 continue
-            rows = compute_lamp(conn, tenant=tenant, tz=tz, lamp=lamp, first=first, last=last)
+            rows = compute_lamp(conn, tenant=tenant, tz=tz, lamp=lamp, first=first, last=last,
+                                priced=priced)
             with conn.transaction():
                 stored += db.store(conn, rows=rows)
         skipped = sum(1 for lamp in infos if lamp is None)
