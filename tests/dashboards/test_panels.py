@@ -192,3 +192,20 @@ def test_tenant_reader_sees_its_tenant_only(db_url: str, world: World) -> None:
         conn.execute("RESET ROLE")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT 1 FROM public.devices LIMIT 1")
+
+
+def test_reader_cli(db_url: str, world: World) -> None:
+    """`maillage dashboards reader`: an unknown tenant is a clear error (exit 1); a known one
+    gets a role that logs in and reads that tenant only."""
+    from typer.testing import CliRunner
+
+    from maillage.cli.main import app
+
+    role, password = f"gr_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    env = {"MAILLAGE_DATABASE_URL": db_url, "MAILLAGE_GRAFANA_READER_PASSWORD": password}
+    bad = CliRunner().invoke(app, ["dashboards", "reader", "--role", role, "--tenant", "nobody-x"], env=env)
+    assert bad.exit_code == 1 and "unknown tenant" in bad.output
+    ok = CliRunner().invoke(app, ["dashboards", "reader", "--role", role, "--tenant", world.other], env=env)
+    assert ok.exit_code == 0, ok.output
+    with psycopg.connect(_as_role(db_url, role, password), autocommit=True) as conn:
+        assert [r[0] for r in _run(conn, QUERIES["var_tenant"].sql, world)] == [world.other]
