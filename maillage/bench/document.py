@@ -81,6 +81,9 @@ def document(*, config: BenchConfig, state: StackState, run_id: str, sessions: l
                            "anomaly_method": "a care pendant publishes 2 falls/s; its anomaly "
                                              "row polled every 20 ms (upper bound)",
                            "anomaly_errors": (falls_probe.errors[:5] if falls_probe else []),
+                           "anomaly_segments": {
+                               phase: {part: percentiles(v) for part, v in parts.items()}
+                               for phase, parts in (falls_probe.segments if falls_probe else {}).items()},
                            "alert_samples": len(alert_lat.get("latency", [])),
                            "alert_at_max": percentiles(alert_lat.get("max", [])),
                            "alert_method": "a care coordinator's SSE stream (GET "

@@ -9,6 +9,7 @@ is how a row is matched to its publication.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,10 @@ from datetime import UTC, datetime
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
+from aiokafka import AIOKafkaConsumer
 from paho.mqtt.enums import CallbackAPIVersion
+
+from maillage import topics
 
 
 @dataclass
@@ -36,6 +40,15 @@ class FallProbe:
     poll_s: float = 0.02
     phase: str | None = None
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    kafka_bootstrap: str | None = None
+    """When given, a consumer of `maillage.events` times each fall's arrival in Kafka too."""
+    segments: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Per phase, where each fall's time went (`split`): `mqtt` (publication -> the gateway's
+    receive time), `gateway_kafka` (-> fetched from `maillage.events` by the probe's own consumer:
+    the gateway's parse, batch and produce, and Kafka), `detect` (-> the detection write's
+    transaction start), `commit_poll` (-> seen by the poller). Without a bootstrap, the middle two
+    are one `kafka_detect` segment. (The record's create time is no mark: the gateway stamps it
+    with the receive time.)"""
     published: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -43,6 +56,8 @@ class FallProbe:
         self._stop = threading.Event()
         self.lock = threading.Lock()
         self._sent: dict[int, tuple[float, str]] = {}  # measurement ms -> (publication time, phase)
+        self._seen: dict[int, tuple[float, float, str]] = {}  # ms -> (published, seen, phase)
+        self._in_kafka: dict[int, float] = {}  # ms -> fetched from Kafka
         self.alert_sent: dict[int, tuple[float, str]] = {}  # the same, for the alert probe
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.username}-falls",
                                    protocol=mqtt.MQTTv311, clean_session=True)
@@ -54,6 +69,9 @@ class FallProbe:
         self._client.loop_start()
         self._threads = [threading.Thread(target=self._publish_loop, name="bench-falls-pub", daemon=True),
                          threading.Thread(target=self._poll_loop, name="bench-falls-poll", daemon=True)]
+        if self.kafka_bootstrap:
+            self._threads.append(threading.Thread(target=lambda: asyncio.run(self._watch_kafka()),
+                                                  name="bench-falls-kafka", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -101,8 +119,66 @@ class FallProbe:
                     sent = self._sent.pop(round(start.timestamp() * 1000), None)
                     if sent is not None:
                         self.latencies.setdefault(sent[1], []).append((seen_at - sent[0]) * 1000)
+                        self._seen[round(start.timestamp() * 1000)] = (sent[0], seen_at, sent[1])
         if conn is not None:
             conn.close()
+
+    async def _watch_kafka(self) -> None:
+        """Note when each fall reaches `maillage.events`."""
+        assert self.kafka_bootstrap is not None
+        key = f"{self.tenant}/{self.device_id}".encode()
+        consumer = AIOKafkaConsumer(topics.EVENTS, bootstrap_servers=self.kafka_bootstrap,
+                                    auto_offset_reset="latest", enable_auto_commit=False,
+                                    fetch_max_wait_ms=5)
+        try:
+            await consumer.start()
+            while not self._stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                fetched = time.time()
+                for records in batch.values():
+                    for rec in records:
+                        if rec.key != key or rec.value is None:
+                            continue
+                        ts_us = orjson.loads(rec.value)["ts"]
+                        self._in_kafka[round(ts_us / 1000)] = fetched
+        except Exception as exc:  # a probe, not the pipeline: note it and stop watching
+            self.errors.append(f"fall kafka watch: {exc}")
+        finally:
+            await consumer.stop()
+
+    def split(self) -> None:
+        """Fill `segments` from the stored rows: the gateway's receive time of each fall (its
+        `events` row, written by storage) and the detection write's transaction time (the
+        anomaly's `updated_at`). Same machine, same clock; run once, after the phases."""
+        if not self._seen:
+            return
+        try:
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT a.start_ts, e.received_at, a.updated_at FROM anomalies a "
+                    "JOIN devices d ON d.tenant_id = a.tenant_id AND d.device_id = a.device_id "
+                    "JOIN events e ON e.device_pk = d.pk AND e.ts = a.start_ts "
+                    "AND e.event = 'fall_detected' "
+                    "WHERE a.tenant_id = %s AND a.device_id = %s AND a.kind = 'fall'",
+                    (self.tenant, self.device_id)).fetchall()
+        except psycopg.Error as exc:
+            self.errors.append(f"fall split: {exc}")
+            return
+        for start, received, detected in rows:
+            seen = self._seen.get(round(start.timestamp() * 1000))
+            if seen is None:
+                continue
+            published, seen_at, phase = seen
+            rx, tx = received.timestamp(), detected.timestamp()
+            parts = self.segments.setdefault(phase, {})
+            parts.setdefault("mqtt", []).append((rx - published) * 1000)
+            fetched = self._in_kafka.get(round(start.timestamp() * 1000))
+            if fetched is None:
+                parts.setdefault("kafka_detect", []).append((tx - rx) * 1000)
+            else:
+                parts.setdefault("gateway_kafka", []).append((fetched - rx) * 1000)
+                parts.setdefault("detect", []).append((tx - fetched) * 1000)
+            parts.setdefault("commit_poll", []).append((seen_at - tx) * 1000)
 
     def stop(self) -> None:
         if self._stop.is_set():

@@ -134,6 +134,10 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
             f"p95 {_n(fall['p95'], 1)} ms, p99 {_n(fall['p99'], 1)} ms "
             f"({detail.get('anomaly_samples', 0)} samples); at max: p99 "
             f"{_n((detail.get('anomaly_at_max') or {}).get('p99'), 1)} ms")
+        parts = (detail.get("anomaly_segments") or {}).get("latency") or {}
+        if parts:
+            console.print("  where it went (p50 / p99 ms): " + ", ".join(
+                f"{name} {_n(p.get('p50'), 1)} / {_n(p.get('p99'), 1)}" for name, p in parts.items()))
     alert = doc["latency_ms"].get("alert") or {}
     if alert.get("p50") is not None:
         console.print(

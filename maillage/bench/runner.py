@@ -172,7 +172,7 @@ class Bench:
             self.falls = FallProbe(
                 self.state.mqtt_host, self.state.mqtt_port, fall_user, passwords[fall_user],
                 f"{topics.device_prefix(TENANT, self.run_id + '-fall')}up/event", self._db(),
-                TENANT, f"{self.run_id}-fall")
+                TENANT, f"{self.run_id}-fall", kafka_bootstrap=self.state.kafka_bootstrap)
             self.falls.start()
             stack.callback(self.falls.stop)
             self.alerts = AlertProbe(str(self.state.api_url),
@@ -262,6 +262,7 @@ class Bench:
             if self.alerts is not None:
                 self.alerts.stop()
             progress.drain("final", final=True)
+            self.falls.split()  # the falls' events are stored by now
             verification = verify(
                 ui=self.ui, progress=progress, worker_results=self.worker_results,
                 sessions=self.sessions, mix=self.mix, probe=self.probe, run_id=self.run_id,

@@ -37,6 +37,10 @@ def test_quick_bench_writes_the_contract_json(tmp_path: Path) -> None:
     assert doc["latency_ms"]["stored"]["p50"] is not None
     assert doc["latency_ms"]["anomaly"]["p50"] is not None  # falls of the pendant probe
     assert doc["latency_ms"]["alert"]["p50"] is not None  # their alerts on a coordinator's stream
+    # Where each fall's time went, stage by stage (MQTT, gateway + Kafka, detection, commit).
+    parts = doc["latency_detail"]["anomaly_segments"]["latency"]
+    assert set(parts) == {"mqtt", "gateway_kafka", "detect", "commit_poll"}
+    assert all(p["p50"] is not None for p in parts.values())
     assert doc["config"]["kafka"]["kind"] in ("apache", "tansu")
     for component in ("gateway", "storage", "mosquitto", "kafka", "postgres", "detection", "alerting"):
         assert set(doc["cost"][component]) >= {"cpu_s_per_million", "peak_rss_mb"}
