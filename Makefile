@@ -11,7 +11,7 @@ demo: setup
 test: setup
 	.venv/bin/ruff check maillage tests
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -q -p no:cacheprovider tests
+	.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 lint: setup
 	.venv/bin/ruff check maillage tests
