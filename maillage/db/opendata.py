@@ -93,14 +93,17 @@ ENTITY_TYPES = ("streetlight", "lighting_cabinet")
 LAST_METRICS = ("lamp_on", "dimming_pct", "lamp_power_w", "active_power_w", "energy_import_wh")
 """Metrics whose latest reading the NGSI-LD entities show."""
 
+# The Smart Data Models require a location: equipment registered without one is left out (the
+# streetlight inventory export lists it, with a null geometry).
 _ENTITY_WHERE = ("d.tenant_id = %(tenant)s AND d.type = ANY (%(types)s) "
+                 "AND d.lat IS NOT NULL AND d.lon IS NOT NULL "
                  "AND (%(ids)s::text[] IS NULL OR d.device_id = ANY (%(ids)s))")
 
 
 async def lighting_entities(*, conn: psycopg.AsyncConnection, tenant: str, types: list[str],
                             ids: list[str] | None, limit: int,
                             offset: int) -> list[dict[str, Any]]:
-    """Streetlights and cabinets (types among ENTITY_TYPES) with registry facts, whether a lamp
+    """Located streetlights and cabinets (types among ENTITY_TYPES): registry facts, whether a lamp
     failure is open, the number of lamps a cabinet feeds, and `last`: {metric: [value, ts]} of
     LAST_METRICS; ordered by type then id."""
     wanted = [t for t in types if t in ENTITY_TYPES]

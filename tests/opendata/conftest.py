@@ -2,11 +2,12 @@
 
 Tenant `pub` (Europe/Paris), October 2026, energy from two index readings per device 10 hours
 apart (rollups refreshed by the production code):
-- Bourg: 3 streetlights (one without a location, one with an open lamp failure), a cabinet,
+- Bourg: 3 streetlights (one without a location), a cabinet,
   12 household meters, a public building meter, a meter marked public but with a dwelling (a
   household's all the same), and care devices of a resident (a hub and a bed sensor) whose
   readings carry energy too: none of it may show.
-- Hameau: 2 streetlights and 4 household meters (under the threshold of 10).
+- Hameau: 2 streetlights (one with an open lamp failure) and 4 household meters (under the
+  threshold of 10).
 Tenant `other`: one streetlight, which `pub`'s readers must never see.
 """
 
@@ -128,7 +129,7 @@ def territory(db_url: str) -> Iterator[Territory]:
         rollups.refresh_devices(conn, pks)
         conn.execute(
             "INSERT INTO anomalies (id, tenant_id, device_id, kind, severity, score, start_ts, "
-            "care) VALUES (%s, %s, 'lamp-b3', 'lamp_failure', 'warning', 0.9, %s, false)",
+            "care) VALUES (%s, %s, 'lamp-h2', 'lamp_failure', 'warning', 0.9, %s, false)",
             (uuid.uuid4().hex, tenant, T1))
         for role in ("admin", "energy_manager", "care_coordinator", "opendata"):
             t.tokens[role] = create_token(conn, tenant=tenant, role=role, label="opendata test")

@@ -16,7 +16,7 @@ import pytest
 from maillage.db import opendata as db_opendata
 from maillage.opendata.exports import DEFAULT_MIN_HOUSEHOLDS, LICENCE
 from tests.opendata import rfc7946
-from tests.opendata.conftest import CABINET_WH, CARE_WH, LAMP_WH, PUBLIC_WH, Territory
+from tests.opendata.conftest import CARE_WH, LAMP_WH, PUBLIC_WH, Territory
 
 EXPORTS = ("lighting-consumption", "public-buildings-consumption", "residential-consumption",
            "lighting-savings", "streetlights")
@@ -32,11 +32,6 @@ def _rows(t: Territory, path: str) -> dict[tuple[str, str], dict[str, object]]:
     doc = _get(t, path)
     assert isinstance(doc, dict)
     return {(i["commune"], i["month"]): i for i in doc["items"]}
-
-
-def test_monthly_consumption_counts_what_it_says() -> None:
-    """Sanity of the world's constants: each figure below is distinct, so a wrong join shows."""
-    assert CARE_WH not in LAMP_WH.values() and CABINET_WH != PUBLIC_WH
 
 
 def test_lighting_and_public_buildings_per_commune_and_month(territory: Territory) -> None:
