@@ -1,4 +1,4 @@
-"""Public lighting: burning hours, failures, energy per commune, and a map of the lamps."""
+"""Public lighting: burning hours, failures, energy and savings per commune, a map of the lamps."""
 
 from __future__ import annotations
 
@@ -19,4 +19,6 @@ def build() -> gdash.Dashboard:
             .with_panel(table_panel("Pannes et défauts", "lighting_failures"))
             .with_panel(timeseries_panel("Énergie de l'éclairage par commune",
                                          "lighting_energy_per_commune", w=24, unit="kwatth", bars=True))
+            .with_panel(table_panel("Économies de l'éclairage par commune (référence - mesuré)",
+                                    "lighting_savings_per_commune", w=24))
             .with_panel(map_panel("Points lumineux et armoires", "lighting_map")))

@@ -164,6 +164,21 @@ JOIN grafana.metrics m ON m.id = r.metric_id
 WHERE d.tenant_id = {TENANT} AND d.type = 'streetlight' AND m.name = 'energy_import_wh'
   AND {in_communes('d.commune')} AND $__timeFilter(r.bucket)
 GROUP BY 1, 2 ORDER BY 1""", format="time_series", main=True),
+    # Nights are named by their evening's local date: those whose evening is in the range.
+    PanelQuery("lighting_savings_per_commune", f"""
+SELECT coalesce(s.commune, '-') AS commune,
+       round((sum(s.reference_wh - s.measured_wh) / 1000)::numeric, 1) AS "économie (kWh)",
+       round((sum((s.reference_wh - s.measured_wh) / 1000 * s.eur_per_kwh))::numeric, 2) AS "économie (€)",
+       round((sum((s.reference_wh - s.measured_wh) / 1000 * s.kg_co2_per_kwh))::numeric, 1)
+           AS "CO2 évité (kg)",
+       round((sum(s.led_retrofit_wh) / 1000)::numeric, 1) AS "dont LED (kWh)",
+       round((sum(s.dimming_wh) / 1000)::numeric, 1) AS "dont abaissement (kWh)",
+       round((sum(s.switch_off_wh) / 1000)::numeric, 1) AS "dont extinction (kWh)",
+       round((sum(s.presence_wh) / 1000)::numeric, 1) AS "dont détection de présence (kWh)"
+FROM grafana.lighting_savings s
+WHERE s.tenant_id = {TENANT} AND {in_communes('s.commune')}
+  AND s.night >= $__timeFrom()::date AND s.night <= $__timeTo()::date
+GROUP BY 1 ORDER BY 1""", main=True),
     PanelQuery("lighting_map", f"""
 SELECT d.device_id AS "équipement", d.type, d.lat AS latitude, d.lon AS longitude, d.commune,
        d.status AS "état",

@@ -135,6 +135,9 @@ def test_values_on_the_demo_data(reader: psycopg.Connection, world: World) -> No
     today, last_week = _run(reader, QUERIES["territory_today_vs_last_week"].sql, world)[0]
     assert today is not None and last_week is not None and today > 0 and last_week > 0
     assert {r[0] for r in _run(reader, QUERIES["territory_open_alerts"].sql, world)} == {"warning"}
+    savings = {r[0]: r for r in _run(reader, QUERIES["lighting_savings_per_commune"].sql, world)}
+    assert set(savings) == {VITRE, HERMITAGE}
+    assert savings[VITRE][1] > 0 and savings[VITRE][4] > 0  # HPS 150 W replaced by LED 70 W
     reasons = {r[1] for r in _run(reader, QUERIES["platform_dlq_rate"].sql, world)}
     assert reasons == {"bad_checksum", "unknown_metric"}
 

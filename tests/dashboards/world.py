@@ -24,6 +24,7 @@ from maillage.db.writer import (
 )
 from maillage.envelope import to_us
 from maillage.processors.detection.model import Anomaly, Kind, Severity, Transition
+from maillage.processors.savings import lighting as lighting_savings
 from maillage.registry.devices import add_devices
 from maillage.registry.models import DeviceSpec
 from maillage.registry.tenants import add_tenant
@@ -59,7 +60,8 @@ def _specs(tenant: str) -> tuple[list[DeviceSpec], list[str]]:
         commune = VITRE if i < 3 else HERMITAGE
         specs.append(DeviceSpec(device_id=f"sl-{i + 1}", type="streetlight", commune=commune,
                                 lat=48.12 + i / 1000, lon=-1.21 + i / 1000,
-                                meta={"cabinet": "cab-1", "nominal_power_w": 70}))
+                                meta={"cabinet": "cab-1", "nominal_power_w": 70, "lamp_tech": "LED",
+                                      "replaced_tech": "HPS", "replaced_power_w": 150}))
     residents = [f"R-{uuid.uuid4().hex[:8]}", f"R-{uuid.uuid4().hex[:8]}"]
     for k, resident in enumerate(residents):
         specs.append(DeviceSpec(device_id=f"care-{k}-motion", type="care_motion", commune=VITRE,
@@ -165,4 +167,5 @@ def make_world(db_url: str) -> World:
                        care=care, anomaly_id=a.id)
         while rollups.refresh_rollups(conn):
             pass
+        lighting_savings.compute(conn, tenant_id=tenant)
     return world

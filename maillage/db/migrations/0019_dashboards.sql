@@ -101,6 +101,13 @@ CREATE VIEW grafana.care_devices WITH (security_barrier) AS
     FROM devices d
     WHERE d.type LIKE 'care\_%' AND d.tenant_id IN (SELECT id FROM grafana.tenants);
 
+-- Lighting savings per lamp and night (migration 0017), for the savings per commune panel.
+CREATE VIEW grafana.lighting_savings WITH (security_barrier) AS
+    SELECT tenant_id, device_id, night, cabinet, district, commune, tech, replaced_tech,
+           reference_wh, measured_wh, led_retrofit_wh, dimming_wh, switch_off_wh, presence_wh,
+           other_wh, eur_per_kwh, kg_co2_per_kwh
+    FROM lighting_savings WHERE tenant_id IN (SELECT id FROM grafana.tenants);
+
 -- How far each stage is behind, for all-tenant roles only (offsets and outboxes are shared).
 CREATE VIEW grafana.pipeline_lag WITH (security_barrier) AS
     SELECT stage, lag_s, pending FROM (
