@@ -39,10 +39,7 @@ from maillage.processors.savings import tariffs
 log = logging.getLogger(__name__)
 
 CAUSES = db.CAUSES
-# System power / nominal power: ballast losses of discharge lamps (LED drivers are included in
-# the rated power of an LED lantern).
-BALLAST = {"LED": 1.0, "HPS": 1.12, "SHP": 1.12, "MH": 1.1, "IM": 1.1, "MBF": 1.1, "HG": 1.1,
-           "LPS": 1.1, "SBP": 1.1, "FLUO": 1.1, "CFL": 1.1}
+BALLAST = db.BALLAST
 DEFAULT_DEPRESSION_DEG = 3.0
 """Sun below the horizon when lamps switch (a 20 lx photocell); lamp meta `switch_depression_deg`."""
 EDGE_S = 20 * 60
@@ -96,9 +93,7 @@ def _truthy(value: object) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "oui")
 
 
-def system_power_w(tech: str, nominal_w: float) -> float:
-    """Electrical power at full level: nominal power plus ballast losses."""
-    return nominal_w * BALLAST.get(tech.upper(), 1.0)
+system_power_w = db.system_power_w
 
 
 def lamp_info(row: Mapping[str, Any]) -> LampInfo | None:
