@@ -142,7 +142,8 @@ async def lighting_savings_monthly(*, conn: psycopg.AsyncConnection, tenant: str
                                    commune: str | None, start: str | None,
                                    end: str | None) -> list[dict[str, Any]]:
     """Lighting savings per commune and month (of the nights, `YYYY-MM`) from the lamp-night rows
-    of `lighting_savings` (migration 0017): reference, measured and saved kWh, saved by cause."""
+    of `lighting_savings` (migration 0017): reference, measured and saved kWh, saved by cause,
+    saved euros (None when a night had no tariff) and kg CO2."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT commune, to_char(night, 'YYYY-MM') AS month, "
@@ -153,6 +154,10 @@ async def lighting_savings_monthly(*, conn: psycopg.AsyncConnection, tenant: str
             "sum(dimming_wh) / 1000.0 AS dimming_kwh, sum(switch_off_wh) / 1000.0 AS "
             "switch_off_kwh, sum(presence_wh) / 1000.0 AS presence_kwh, "
             "sum(other_wh) / 1000.0 AS other_kwh, "
+            # Priced per night when computed; a month with an unpriced night has no euro figure.
+            "CASE WHEN bool_and(eur_per_kwh IS NOT NULL) THEN "
+            "  sum((reference_wh - measured_wh) / 1000.0 * eur_per_kwh) END AS saved_eur, "
+            "sum((reference_wh - measured_wh) / 1000.0 * kg_co2_per_kwh) AS saved_kg_co2, "
             "(date_trunc('month', max(night)) + interval '1 month')::date <= current_date "
             "  AS complete "
             "FROM lighting_savings WHERE tenant_id = %(tenant)s AND commune IS NOT NULL "

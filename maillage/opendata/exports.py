@@ -57,10 +57,11 @@ DATASETS = {d.name: d for d in (
             (*MONTHLY_COLUMNS, "households")),
     Dataset("lighting-savings", "Économies d'énergie de l'éclairage public par commune et par mois",
             "kWh the public lighting of each commune would have used as first installed, used, "
-            "and saved (LED retrofit, dimming, night switch-off, presence detection, other), per "
-            "month of the nights.",
+            "and saved (LED retrofit, dimming, night switch-off, presence detection, other), in "
+            "kWh, euros and kg CO2, per month of the nights.",
             ("commune", "month", "reference_kwh", "measured_kwh", "saved_kwh", "led_retrofit_kwh",
-             "dimming_kwh", "switch_off_kwh", "presence_kwh", "other_kwh", "complete", "lamps")),
+             "dimming_kwh", "switch_off_kwh", "presence_kwh", "other_kwh", "saved_eur",
+             "saved_kg_co2", "complete", "lamps")),
     Dataset("streetlights", "Inventaire des points lumineux",
             "The streetlights: commune, street, technology, nominal power, cabinet, location.",
             ("id", "commune", "district", "street", "lamp_tech", "nominal_power_w", "cabinet",
@@ -86,6 +87,8 @@ def savings_items(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows of `db.opendata.lighting_savings_monthly` as published items."""
     return [{"commune": r["commune"], "month": r["month"],
              **{k: round(float(r[k]), 3) for k in SAVINGS_KWH},
+             "saved_eur": None if r["saved_eur"] is None else round(float(r["saved_eur"]), 2),
+             "saved_kg_co2": round(float(r["saved_kg_co2"]), 3),
              "complete": bool(r["complete"]), "lamps": int(r["devices"])} for r in rows]
 
 

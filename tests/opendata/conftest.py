@@ -8,6 +8,7 @@ apart (rollups refreshed by the production code):
   readings carry energy too: none of it may show.
 - Hameau: 2 streetlights (one with an open lamp failure) and 4 household meters (under the
   threshold of 10).
+Lighting savings rows (as the savings stage stores them) for Bourg in September and October.
 Tenant `other`: one streetlight, which `pub`'s readers must never see.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -38,6 +39,11 @@ LAMP_WH = {"lamp-b1": 500.0, "lamp-b2": 700.0, "lamp-b3": 300.0, "lamp-h1": 400.
 CABINET_WH = 2000.0
 PUBLIC_WH = 9000.0
 CARE_WH = 123456.0
+SAVINGS = [  # lamp-night rows of the lighting savings stage: (lamp, commune, night, ref, measured, €/kWh)
+    ("lamp-b1", "Bourg", date(2026, 10, 9), 2000.0, 800.0, 0.2),
+    ("lamp-b2", "Bourg", date(2026, 10, 10), 1800.0, 600.0, 0.2),
+    ("lamp-b1", "Bourg", date(2026, 9, 30), 2100.0, 900.0, None),
+]
 
 
 @dataclass
@@ -131,6 +137,14 @@ def territory(db_url: str) -> Iterator[Territory]:
             "INSERT INTO anomalies (id, tenant_id, device_id, kind, severity, score, start_ts, "
             "care) VALUES (%s, %s, 'lamp-h2', 'lamp_failure', 'warning', 0.9, %s, false)",
             (uuid.uuid4().hex, tenant, T1))
+        for did, commune, night, ref, measured, eur in SAVINGS:
+            conn.execute(
+                "INSERT INTO lighting_savings (tenant_id, device_id, night, commune, tech, "
+                "reference_wh, measured_wh, led_retrofit_wh, dimming_wh, switch_off_wh, "
+                "presence_wh, other_wh, eur_per_kwh, kg_co2_per_kwh, readings) VALUES (%s, %s, "
+                "%s, %s, 'LED', %s, %s, %s, %s, 0, 0, 0, %s, 0.05, 100)",
+                (tenant, did, night, commune, ref, measured, (ref - measured) * 0.75,
+                 (ref - measured) * 0.25, eur))
         for role in ("admin", "energy_manager", "care_coordinator", "opendata"):
             t.tokens[role] = create_token(conn, tenant=tenant, role=role, label="opendata test")
         t.tokens["root"] = create_token(conn, tenant="*", role="admin", label="opendata test")

@@ -49,6 +49,19 @@ def test_lighting_and_public_buildings_per_commune_and_month(territory: Territor
     assert public[("Bourg", "2026-10")]["meters"] == 1  # the caretaker's flat is a household
 
 
+def test_lighting_savings_per_commune_and_month(territory: Territory) -> None:
+    """Lamp-nights summed per commune and month of the night: kWh, causes, €, kg CO2."""
+    rows = _rows(territory, "lighting-savings")
+    assert set(rows) == {("Bourg", "2026-09"), ("Bourg", "2026-10")}
+    october = rows[("Bourg", "2026-10")]
+    assert (october["reference_kwh"], october["measured_kwh"], october["saved_kwh"]) == \
+        pytest.approx((3.8, 1.4, 2.4))
+    assert (october["led_retrofit_kwh"], october["dimming_kwh"]) == pytest.approx((1.8, 0.6))
+    assert october["saved_eur"] == pytest.approx(0.48) and october["lamps"] == 2
+    assert october["saved_kg_co2"] == pytest.approx(0.12)
+    assert rows[("Bourg", "2026-09")]["saved_eur"] is None  # a night without a tariff
+
+
 def test_residential_groups_under_the_threshold_are_suppressed(territory: Territory) -> None:
     """Bourg (13 households) is published with its exact sum; Hameau (4) is not, anywhere."""
     doc = _get(territory, "residential-consumption")
