@@ -45,7 +45,7 @@ async function login() {
       await feed.start({ canAct: me.alerts, onChange: alertsChanged, onUnauthorized: () => logout("Session expirée ou jeton révoqué."), onError: showError });
     } catch (err) { showError(err); }
   }
-  if (me.savings) loadSavings();
+  if (me.savings) refreshSavings();
 }
 
 function logout(message) {
@@ -97,6 +97,11 @@ function renderTable() {
   }));
 }
 
+function refreshSavings() {
+  const communes = [...new Set(devices.map((d) => d.commune).filter(Boolean))].sort((a, b) => a.localeCompare(b, "fr"));
+  return loadSavings(communes);
+}
+
 function alertsChanged() {
   recolour(devices, feed.alertingDevices());
   renderTable();
@@ -127,6 +132,7 @@ $("login").addEventListener("submit", (e) => {
 });
 $("logout").addEventListener("click", () => logout());
 $("back").addEventListener("click", (e) => { e.preventDefault(); history.pushState(null, "", location.pathname); route(); });
+$("savings-period").addEventListener("change", () => { if (me && me.savings) refreshSavings(); });
 $("type-filter").addEventListener("change", loadDevices);
 $("commune-filter").addEventListener("change", loadDevices);
 $("tiles-url").value = tilesUrl();
