@@ -24,8 +24,10 @@ from maillage.api.routes import (
     me,
     ngsi_ld,
     opendata,
+    peaks,
     readings,
     rejected,
+    retrofit,
     tokens,
 )
 from maillage.opendata.exports import DEFAULT_MIN_HOUSEHOLDS
@@ -76,6 +78,8 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.include_router(tokens.router)
     app.include_router(access_log.router)
     app.include_router(me.router)
+    app.include_router(retrofit.router)  # before savings: /v1/savings/retrofit is not a savings path
+    app.include_router(peaks.router)
     app.include_router(opendata.router)
     app.include_router(ngsi_ld.router)
 

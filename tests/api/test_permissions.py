@@ -97,6 +97,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ngsi-ld/v1/entities"): Rule(OPEN_DATA_READERS),
     ("GET", "/ngsi-ld/v1/entities/{entity_id}"): Rule(OPEN_DATA_READERS),
     ("GET", "/v1/me"): Rule(ANY_ROLE, ("own",)),
+    ("GET", "/v1/savings/retrofit"): Rule(ENERGY),
+    ("GET", "/v1/peaks"): Rule(ENERGY),
 }
 
 NOT_A_CARE_READ = {"/v1/access-log"}
@@ -248,6 +250,10 @@ def _request(m: Matrix, method: str, path: str, target: str,
                 params["tenant"] = _tenant_of(m, target)
         else:
             params["type"] = "Streetlight"
+    if path == "/v1/savings/retrofit":
+        params["lamp_cost_eur"] = "400"
+    if path == "/v1/peaks":
+        params.update(area="commune", name=m.communes[target])
     return path, params, body
 
 
