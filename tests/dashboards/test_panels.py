@@ -80,7 +80,7 @@ def _run(conn: psycopg.Connection, sql: str, world: World, *, communes: list[str
 
 
 def test_every_panel_sql_lives_in_queries_module() -> None:
-    """Every target and variable of the built dashboards is a query of `queries.py`, and every
+    """Every target and variable of the built dashboards is a query of `db/grafana_panels.py`, and every
     query there is used; the five dashboards and the geomap are there."""
     used = {SQL_TO_KEY.get(t["rawSql"]) for _, _, t in TARGETS}
     used |= {SQL_TO_KEY.get(q) for _, q in _variable_queries()}
