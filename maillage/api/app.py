@@ -19,8 +19,10 @@ from maillage.api.routes import (
     alerts,
     anomalies,
     buckets,
+    commands,
     devices,
     health,
+    lighting,
     me,
     ngsi_ld,
     opendata,
@@ -78,6 +80,8 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.include_router(tokens.router)
     app.include_router(access_log.router)
     app.include_router(me.router)
+    app.include_router(commands.router)
+    app.include_router(lighting.router)
     app.include_router(retrofit.router)  # before savings: /v1/savings/retrofit is not a savings path
     app.include_router(peaks.router)
     app.include_router(opendata.router)

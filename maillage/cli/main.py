@@ -305,6 +305,43 @@ async def _alerting(runner: Runner, db_url: str, alerting: Any, stop: asyncio.Ev
     await _together(tasks, stop)
 
 
+@processor_app.command("commands")
+@clean_errors
+def processor_commands(data_dir: DataDir = None) -> None:
+    """Run the commands processor (outbox -> maillage.commands -> MQTT down/cmd; acks, retries)."""
+    from maillage.processors.commands.dispatch import MqttAccount
+    from maillage.processors.commands.process import run
+    from maillage.processors.commands.settings import CommandSettings
+    from maillage.stack.mosquitto import GATEWAY_USER
+    from maillage.stack.state import (
+        database_url,
+        kafka_bootstrap,
+        mqtt_endpoint,
+        mqtt_gateway_password,
+    )
+
+    settings = settings_for(data_dir, "commands")
+    host, port = mqtt_endpoint(settings)
+    # The gateway's service account: the one allowed to publish on devices' down/#.
+    account = MqttAccount(host, port, GATEWAY_USER, mqtt_gateway_password(settings))
+    db_url, bootstrap, cs = database_url(settings), kafka_bootstrap(settings), CommandSettings()
+    _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, account=account,
+                            settings=cs, stop=stop), "commands", settings)
+
+
+@processor_app.command("control")
+@clean_errors
+def processor_control(data_dir: DataDir = None) -> None:
+    """Run the lighting control processor (adaptive lighting, demand response)."""
+    from maillage.processors.control.process import run
+    from maillage.stack.state import database_url, kafka_bootstrap
+
+    settings = settings_for(data_dir, "control")
+    db_url, bootstrap = database_url(settings), kafka_bootstrap(settings)
+    _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, stop=stop), "control",
+           settings)
+
+
 @processor_app.command("maintenance")
 @clean_errors
 def processor_maintenance(data_dir: DataDir = None) -> None:

@@ -144,6 +144,11 @@ class Supervisor:
         # Alerts from anomalies, escalation and notifications (webhooks, e-mail).
         self._child(ManagedProcess("alerting", _maillage("processor", "alerting", *dd),
                                    logs / "alerting.log", env=env))
+        # Télégestion: command outbox -> Kafka -> MQTT down/cmd, acks, retries; lighting control.
+        self._child(ManagedProcess("commands", _maillage("processor", "commands", *dd),
+                                   logs / "commands.log", env=env))
+        self._child(ManagedProcess("control", _maillage("processor", "control", *dd),
+                                   logs / "control.log", env=env))
         for i in range(s.gateway_processes):
             self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
                                        logs / f"gateway-{i}.log", env=env))

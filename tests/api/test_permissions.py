@@ -25,6 +25,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 
 from maillage.api.app import create_app
+from maillage.db.commands import create_command_sync
 from maillage.db.detection import record_transitions
 from maillage.processors.detection.model import Anomaly, Kind, Severity, Transition
 from maillage.registry.devices import register
@@ -57,6 +58,7 @@ class Rule:
     care_scoped: bool = False
     empty_for: frozenset[str] = frozenset()  # roles answered 200 with nothing rather than 403
     hidden_for: frozenset[str] = frozenset()  # roles answered 404 rather than 403
+    care_denied: bool = False  # care targets do not exist for anyone (404): commands
 
 
 RULES: dict[tuple[str, str], Rule] = {
@@ -97,6 +99,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ngsi-ld/v1/entities"): Rule(OPEN_DATA_READERS),
     ("GET", "/ngsi-ld/v1/entities/{entity_id}"): Rule(OPEN_DATA_READERS),
     ("GET", "/v1/me"): Rule(ANY_ROLE, ("own",)),
+    ("POST", "/v1/devices/{device_id}/commands"): Rule(ENERGY, ITEMS, care_scoped=True,
+                                                       care_denied=True),
+    ("POST", "/v1/groups/{group_id}/commands"): Rule(ENERGY),
+    ("GET", "/v1/commands"): Rule(ENERGY),
+    ("GET", "/v1/commands/{command_id:int}"): Rule(ENERGY, OWNED),
+    ("GET", "/v1/lighting/rules"): Rule(ENERGY),
+    ("POST", "/v1/lighting/rules"): Rule(ENERGY),
+    ("DELETE", "/v1/lighting/rules/{rule_id:int}"): Rule(ENERGY, OWNED),
+    ("GET", "/v1/peak-windows"): Rule(ENERGY),
+    ("POST", "/v1/peak-windows"): Rule(ENERGY),
+    ("GET", "/v1/peak-windows/{window_id:int}"): Rule(ENERGY, OWNED),
     ("GET", "/v1/savings/retrofit"): Rule(ENERGY),
     ("GET", "/v1/peaks"): Rule(ENERGY),
 }
@@ -254,6 +267,48 @@ def _request(m: Matrix, method: str, path: str, target: str,
         params["lamp_cost_eur"] = "400"
     if path == "/v1/peaks":
         params.update(area="commune", name=m.communes[target])
+    path, params, body = _control_request(m, method, path, target, who, params, body)
+    return path, params, body
+
+
+def _control_request(m: Matrix, method: str, path: str, target: str, who: str,
+                     params: dict[str, str], body: Any) -> tuple[str, dict[str, str], Any]:
+    """Commands, lighting rules and peak windows: a fresh row (or lamp) of the target's tenant."""
+    tenant = _tenant_of(m, target)
+    lamp = "lamp-1" if tenant == m.world.a else "lamp-9"
+    if path.endswith("/commands") and method == "POST":
+        body = {"cmd": "dim", "level": 50}
+    if "{group_id}" in path:
+        path = path.replace("{group_id}", f"commune:{m.communes[target]}")
+        if who == "root":
+            params["tenant"] = tenant
+    if "{command_id:int}" in path:
+        command_id = create_command_sync(conn=m.conn, tenant=tenant, target=f"device:{lamp}",
+                                         cmd="on", level=None, params={}, devices=[lamp],
+                                         issued_by="test")
+        path = path.replace("{command_id:int}", str(command_id))
+    if path == "/v1/lighting/rules" and method == "POST":
+        street = f"rue-{uuid.uuid4().hex[:8]}"  # one rule per street: a fresh street each time
+        register(m.conn, [(tenant, DeviceSpec(device_id=f"lamp-{street}", type="streetlight",
+                                              meta={"street": street}))], dynsec=None)
+        body = {"area": "street", "name": street, "level": 100, "night_level": 20, "hold_s": 60}
+    if "{rule_id:int}" in path:
+        row = m.conn.execute(
+            "INSERT INTO lighting_rules (tenant_id, area, name, level, night_level, hold_s, "
+            "created_by) VALUES (%s, 'street', %s, 100, 20, 60, 'test') RETURNING id",
+            (tenant, f"rue-{uuid.uuid4().hex[:8]}")).fetchone()
+        assert row is not None
+        path = path.replace("{rule_id:int}", str(row[0]))
+    if path == "/v1/peak-windows" and method == "POST":
+        body = {"area": "commune", "name": m.communes[target], "level": 50,
+                "start": "2030-01-01T18:00:00Z", "end": "2030-01-01T19:00:00Z"}
+    if "{window_id:int}" in path:
+        row = m.conn.execute(
+            "INSERT INTO peak_windows (tenant_id, area, name, start_ts, end_ts, level, created_by) "
+            "VALUES (%s, 'commune', %s, now() - interval '2 hours', now() - interval '1 hour', "
+            "50, 'test') RETURNING id", (tenant, m.communes[target])).fetchone()
+        assert row is not None
+        path = path.replace("{window_id:int}", str(row[0]))
     return path, params, body
 
 
@@ -271,6 +326,8 @@ def _expected(rule: Rule, who: str, target: str, is_list: bool) -> str:
         return "deny"
     if role not in rule.roles:
         return "forbidden"
+    if rule.care_denied and target.endswith("care"):
+        return "deny"
     if target.startswith("other") and who != "root":
         return "scoped" if is_list else "deny"
     if rule.care_scoped and (role == "energy_manager" and target.endswith("care")

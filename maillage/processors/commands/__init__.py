@@ -1,0 +1,1 @@
+"""The commands processor: outbox relay, Kafka -> MQTT dispatch with retries, acks (see process.py)."""

@@ -1,0 +1,1 @@
+"""Lighting control loops issuing commands through the audited path (`db.commands`)."""

@@ -1,0 +1,12 @@
+"""The lit-commune stack, shared with tests/control (see lighting_stack.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.commands.lighting_stack import LightingWorld, shared_world
+
+
+@pytest.fixture(scope="session")
+def lighting(request: pytest.FixtureRequest) -> LightingWorld:
+    return shared_world(request)
