@@ -18,21 +18,29 @@ export function statusOf(device, alerting) {
 const STATUS_FR = { online: "en ligne", offline: "hors ligne", alert: "alerte en cours", unknown: "jamais vu" };
 export const statusLabel = (s) => STATUS_FR[s] || s;
 
+/** A tooltip as a text node (Leaflet would read a string as HTML). */
+function tip(d, s) {
+  const span = document.createElement("span");
+  span.textContent = `${d.device_id} — ${d.type}${d.commune ? ` — ${d.commune}` : ""} — ${statusLabel(s)}`;
+  return span;
+}
+
 function ensureMap() {
   if (map) return map;
   map = L.map("map", { preferCanvas: false, zoomControl: true, keyboard: true }).setView(FRANCE, 5);
   map.attributionControl.setPrefix("Leaflet");
   layer = L.layerGroup().addTo(map);
-  setTiles(localStorage.getItem(TILES_KEY) || "");
+  try { setTiles(localStorage.getItem(TILES_KEY) || ""); } catch { setTiles(""); }
   return map;
 }
 
 /** Use a tile server (empty: none, the default). */
 export function setTiles(url) {
+  const host = url ? new URL(url).host : ""; // throws on a malformed URL, before it is kept
   if (url) localStorage.setItem(TILES_KEY, url); else localStorage.removeItem(TILES_KEY);
   if (!map) return;
   if (tiles) { tiles.remove(); tiles = null; }
-  if (url) tiles = L.tileLayer(url, { maxZoom: 19, attribution: "fond de carte : " + new URL(url).host }).addTo(map);
+  if (url) tiles = L.tileLayer(url, { maxZoom: 19, attribution: `fond de carte : ${host}` }).addTo(map);
 }
 
 export function tilesUrl() { return localStorage.getItem(TILES_KEY) || ""; }
@@ -51,7 +59,7 @@ export function drawDevices(devices, alerting, onOpen) {
       radius: s === "alert" ? 9 : 7, color: "#fff", weight: 1.5, fillColor: COLOURS[s], fillOpacity: 0.9,
       className: `device-marker status-${s}`,
     });
-    m.bindTooltip(`${d.device_id} — ${d.type} — ${statusLabel(s)}`);
+    m.bindTooltip(tip(d, s));
     m.on("click", () => onOpen(d));
     m.addTo(layer);
     const path = m.getElement();
@@ -75,7 +83,7 @@ export function recolour(devices, alerting) {
     m.setStyle({ fillColor: COLOURS[s], radius: s === "alert" ? 9 : 7 });
     path.setAttribute("class", `device-marker status-${s} leaflet-interactive`);
     path.setAttribute("aria-label", `${d.device_id}, ${statusLabel(s)}`);
-    m.setTooltipContent(`${d.device_id} — ${d.type} — ${statusLabel(s)}`);
+    m.setTooltipContent(tip(d, s));
   });
 }
 
