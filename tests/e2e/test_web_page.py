@@ -88,6 +88,21 @@ def _add(stack: Stack, admin: str, type_: str, lat: float | None = None,
                   out["topic_prefix"])
 
 
+_PARSE_CHUNKS = """async () => {
+  const { readEvents } = await import("/js/alerts.js");
+  const enc = new TextEncoder();
+  const e = enc.encode("é");
+  const parts = [enc.encode("id: 1\\r"), enc.encode("\\ndata: {\\"a\\""),
+    enc.encode(":1}\\r\\n\\r\\n: ping\\r\\n\\r\\nid: 2\\r\\nda"),
+    enc.encode("ta: x\\r\\ndata: y"), e.slice(0, 1), e.slice(1), enc.encode("\\r\\n\\r"),
+    enc.encode("\\nid: 3\\ndata\\n\\n")];
+  const body = new ReadableStream({ start(c) { parts.forEach((p) => c.enqueue(p)); c.close(); } });
+  const got = [];
+  await readEvents(body, (ev) => got.push(ev));
+  return got;
+}"""
+
+
 def test_page_lists_devices_of_the_tenant(stack: Stack, browser: Browser) -> None:
     """An energy manager's token (from a `#token=` link) shows its meter, never the care sensor
     of the same tenant; an opendata token gets no alert feed and no device."""
@@ -104,6 +119,12 @@ def test_page_lists_devices_of_the_tenant(stack: Stack, browser: Browser) -> Non
         assert "token=" not in page.url  # the token left the address bar
         expect(page.locator("#alerts-panel")).to_be_visible()
         expect(page.locator("#who")).to_contain_text("gestionnaire énergie")
+
+        # The stream parser, fed chunks cut at awkward places (half a CRLF, inside a field,
+        # inside a UTF-8 character), as a proxy may cut them.
+        events = page.evaluate(_PARSE_CHUNKS)
+        assert events == [{"id": "1", "data": '{"a":1}'}, {"id": "2", "data": "x\nyé"},
+                          {"id": "3", "data": ""}], events
 
         page.goto(f"{stack.api}/#token={tokens['opendata']}")
         page.reload()  # a fresh session in this tab
@@ -188,6 +209,17 @@ def test_map_live_alert_acknowledged_from_the_page(stack: Stack, browser: Browse
             expect(page.locator("#savings tbody th", has_text="Vitré")).to_have_count(1)
         else:
             expect(page.locator("#savings-summary")).to_contain_text("indisponible")
+
+        # Revoked: the live stream ends, its reconnection gets 401, the login form comes back
+        # and the token is forgotten.
+        [mine] = [t for t in stack.get("/v1/tokens", admin).json()["items"] if t["role"] == "admin"]
+        r = httpx.post(f"{stack.api}/v1/tokens/{mine['id']}/revoke", timeout=30,
+                       headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200, r.text
+        expect(page.locator("#login")).to_be_visible(timeout=30_000)
+        expect(page.locator("#error")).to_contain_text("révoqué")
+        assert page.evaluate("sessionStorage.getItem('maillage-token')") is None
+
         assert w.foreign() == set(), f"requests to other hosts: {w.foreign()}"
         assert w.errors == [], w.errors
     finally:

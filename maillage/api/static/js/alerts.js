@@ -107,7 +107,7 @@ async function follow(signal, onOpen) {
 }
 
 /** Parse a text/event-stream body (WHATWG rules: fields per line, an empty line ends an event). */
-async function readEvents(body, onEvent) {
+export async function readEvents(body, onEvent) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   let ev = { id: "", data: [] };
