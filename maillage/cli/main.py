@@ -16,6 +16,7 @@ from maillage.cli.alerts import alerts_app
 from maillage.cli.bench import bench
 from maillage.cli.broker import broker_app
 from maillage.cli.common import DataDir, clean_errors, print_json, settings_for
+from maillage.cli.dashboards import dashboards_app
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.cli.eval import eval_app
@@ -43,6 +44,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(opendata_app, name="opendata")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def _db(settings: Settings) -> str:
