@@ -171,7 +171,10 @@ def matrix(db_url: str) -> Iterator[Matrix]:
                w.b: [("meter-9", "meter"), ("care-bed-9", "care_bed"), ("lamp-9", "streetlight")]}
     anomalies: dict[str, str] = {}
     with psycopg.connect(db_url, autocommit=True) as conn:
-        register(conn, [(t, DeviceSpec(device_id=d, type=ty, commune=f"ville-{t}"))
+        # Streetlights get a location: the NGSI-LD view serves only located equipment.
+        register(conn, [(t, DeviceSpec(device_id=d, type=ty, commune=f"ville-{t}",
+                                       lat=48.11 if ty == "streetlight" else None,
+                                       lon=-1.68 if ty == "streetlight" else None))
                         for t, ds in devices.items() for d, ty in ds], dynsec=None)
         made = {
             "own_energy": (Anomaly(tenant=w.a, device_id="meter-1", kind=Kind.SPIKE,
