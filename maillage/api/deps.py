@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
 
+from maillage.api.security import Refused, log_refusal, remember
 from maillage.registry.models import DeviceType, Role
 from maillage.registry.tokens import Principal, TokenRefused, authenticate
 
@@ -32,23 +33,30 @@ ConnDep = Annotated[psycopg.AsyncConnection, Depends(connection)]
 
 
 async def principal(
+    request: Request,
     conn: ConnDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The token's principal; 401 without a valid bearer token (unknown, expired, revoked)."""
-    return await _authenticate(conn, creds)
+    return await _authenticate(request, conn, creds)
 
 
-async def _authenticate(conn: psycopg.AsyncConnection,
+async def _authenticate(request: Request, conn: psycopg.AsyncConnection,
                         creds: HTTPAuthorizationCredentials | None) -> Principal:
-    if creds is None or creds.scheme.lower() != "bearer":
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+    """The principal, kept on the request; a refusal is logged (api/security.py)."""
     try:
-        return await authenticate(conn=conn, token=creds.credentials)
-    except TokenRefused as exc:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc),
-                            headers={"WWW-Authenticate": "Bearer"}) from exc
+        if creds is None or creds.scheme.lower() != "bearer":
+            raise Refused(status.HTTP_401_UNAUTHORIZED, "missing bearer token",
+                          reason="missing_token", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            return remember(request, await authenticate(conn=conn, token=creds.credentials))
+        except TokenRefused as exc:
+            raise Refused(status.HTTP_401_UNAUTHORIZED, str(exc), reason=exc.reason,
+                          token_id=exc.token_id, headers={"WWW-Authenticate": "Bearer"}) from exc
+    except Refused as exc:
+        log_refusal(request, status=exc.status_code, reason=exc.reason, message=str(exc.detail),
+                    token_id=exc.token_id)
+        raise
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
@@ -61,7 +69,7 @@ async def principal_released(
     """The principal, giving its pooled connection back at once (for long-lived streams, which
     would otherwise hold one of the pool's few connections for their whole life)."""
     async with pool(request).connection() as conn:
-        return await _authenticate(conn, creds)
+        return await _authenticate(request, conn, creds)
 
 
 ReleasedPrincipalDep = Annotated[Principal, Depends(principal_released)]
@@ -84,9 +92,11 @@ def device_types_visible(p: Principal) -> list[str]:
 def require_roles(*roles: Role) -> Any:
     """A dependency refusing (403) any role not listed."""
 
-    async def check(p: PrincipalDep) -> Principal:
+    async def check(request: Request, p: PrincipalDep) -> Principal:
         if p.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {p.role.value} may not do this")
+            message = f"role {p.role.value} may not do this"
+            log_refusal(request, status=403, reason="role", message=message)
+            raise Refused(status.HTTP_403_FORBIDDEN, message, reason="role")
         return p
 
     return Depends(check)
@@ -106,7 +116,9 @@ def tenant_scope(p: Principal, tenant: str | None) -> str | None:
     if p.tenant is None:
         return tenant
     if tenant is not None and tenant != p.tenant:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {tenant!r} not found")
+        message = f"tenant {tenant!r} not found"
+        log_refusal(None, status=404, reason="other_tenant", message=message, principal=p)
+        raise Refused(status.HTTP_404_NOT_FOUND, message, reason="other_tenant")
     return p.tenant
 
 

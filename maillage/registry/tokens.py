@@ -46,6 +46,12 @@ class Principal:
 class TokenRefused(RegistryError):
     """A bearer token the API refuses (unknown, expired or revoked), with the reason."""
 
+    def __init__(self, message: str, *, reason: str = "invalid_token",
+                 token_id: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason  # invalid_token | token_revoked | token_expired (security log)
+        self.token_id = token_id
+
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -88,10 +94,11 @@ async def authenticate(*, conn: psycopg.AsyncConnection, token: str) -> Principa
         raise TokenRefused("invalid token")
     token_id, tenant, role, label, revoked_at, expires_at, expired, stale = row
     if revoked_at is not None:
-        raise TokenRefused(f"token {token_id} was revoked at {revoked_at.isoformat()}")
+        raise TokenRefused(f"token {token_id} was revoked at {revoked_at.isoformat()}",
+                           reason="token_revoked", token_id=token_id)
     if expired:
         raise TokenRefused(f"token {token_id} expired at {expires_at.isoformat()}; "
-                           "ask an admin for a new one")
+                           "ask an admin for a new one", reason="token_expired", token_id=token_id)
     if stale:
         # Concurrent requests may both write: harmless, the last one wins.
         await conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (token_id,))
