@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from maillage.registry.tenants import add_tenant
 from maillage.registry.tokens import create_token
-from tests.e2e.conftest import Device, Publisher, Stack
+from tests.e2e.conftest import Device, Publisher, Stack, wait_until
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # only the system Chromium
 CHROMIUM = "/usr/bin/chromium"
@@ -106,7 +106,7 @@ _PARSE_CHUNKS = """async () => {
 def test_page_lists_devices_of_the_tenant(stack: Stack, browser: Browser) -> None:
     """An energy manager's token (from a `#token=` link) shows its meter, never the care sensor
     of the same tenant; an opendata token gets no alert feed and no device."""
-    _, tokens = _tenant(stack, "admin", "energy_manager", "opendata")
+    _, tokens = _tenant(stack, "admin", "energy_manager", "care_coordinator", "opendata")
     meter = _add(stack, tokens["admin"], "meter")
     care = _add(stack, tokens["admin"], "care_motion")
     w = Watched(browser, stack)
@@ -126,8 +126,16 @@ def test_page_lists_devices_of_the_tenant(stack: Stack, browser: Browser) -> Non
         assert events == [{"id": "1", "data": '{"a":1}'}, {"id": "2", "data": "x\nyé"},
                           {"id": "3", "data": ""}], events
 
-        page.goto(f"{stack.api}/#token={tokens['opendata']}")
+        page.goto(f"{stack.api}/#token={tokens['care_coordinator']}")
         page.reload()  # a fresh session in this tab
+        expect(page.locator("#devices-summary")).to_have_text("1 équipement(s)", timeout=20_000)
+        assert page.locator(f'#devices tr[data-id="{care.device_id}"]').count() == 1
+        assert meter.device_id not in page.content()
+        expect(page.locator("#alerts-panel")).to_be_visible()
+        expect(page.locator("#savings-panel")).to_be_hidden()
+
+        page.goto(f"{stack.api}/#token={tokens['opendata']}")
+        page.reload()
         expect(page.locator("#devices-summary")).to_have_text("0 équipement(s)", timeout=20_000)
         expect(page.locator("#alerts-panel")).to_be_hidden()
         expect(page.locator("#savings-panel")).to_be_hidden()
@@ -148,6 +156,13 @@ def test_map_live_alert_acknowledged_from_the_page(stack: Stack, browser: Browse
     placed.append(_add(stack, admin, "meter", 48.1255, -1.2100))
     pendant = _add(stack, admin, "care_button", 48.1262, -1.2050)
     _add(stack, admin, "meter")  # one without coordinates: listed, not on the map
+    meter = placed[3]
+    now = datetime.now(UTC).timestamp()
+    records = [{"ts": int((now - 60 * m) * 1000), "values": {"active_power_w": 400.0 + m}}
+               for m in (30, 20, 10)]
+    meter_pub = Publisher(stack, meter)
+    assert not meter_pub.publish("up/json", orjson.dumps(records)).is_failure
+    meter_pub.close()
     w = Watched(browser, stack)
     pub = Publisher(stack, pendant)
     try:
@@ -200,6 +215,15 @@ def test_map_live_alert_acknowledged_from_the_page(stack: Stack, browser: Browse
         assert stack.get(f"/v1/alerts/{alert_id}", token).json()["state"] == "resolved"
         page.get_by_label("afficher les alertes résolues").check()
         expect(item).to_have_attribute("data-state", "resolved")
+
+        # The meter's page charts the three readings it published.
+        assert wait_until(lambda: len(stack.get(f"/v1/devices/{meter.device_id}/readings", admin)
+                                      .json()["items"]) == 3, 60), "readings not stored"
+        page.goto(f"{stack.api}/#device={meter.device_id}")  # the device page's own link
+        expect(page.locator("#metric")).to_have_value("active_power_w")
+        expect(page.locator("#detail-summary")).to_contain_text("3 point(s)")
+        points = page.locator("#chart polyline.line").get_attribute("points") or ""
+        assert len(points.split()) == 3, points
         page.get_by_role("link", name="← Retour à la carte").click()
         expect(markers).to_have_count(len(placed) + 1)
         expect(page.locator(f'#map path.device-marker[data-id="{pendant.device_id}"]')
