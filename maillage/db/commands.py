@@ -12,6 +12,7 @@ processor's relay (`produced_at`), recorded back from Kafka (`accepted_at`), pub
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -168,16 +169,19 @@ def accept(*, conn: psycopg.Connection, ids: Sequence[int]) -> set[int]:
     return {r[0] for r in rows}
 
 
-def reject_record(*, conn: psycopg.Connection, position: str, key: bytes | None, payload: bytes,
-                  detail: str) -> None:
-    """A record of `maillage.commands` that names no command of the table: kept in `rejected`."""
+def reject_record(*, conn: psycopg.Connection, position: str, timestamp_ms: int, key: bytes | None,
+                  payload: bytes, detail: str) -> None:
+    """A record of `maillage.commands` that names no command of the table: kept in `rejected`
+    (keyed by topic, record time and payload: the same record replayed is kept once)."""
     tenant, _, device = (key or b"").decode("utf-8", "replace").partition("/")
+    record_key = hashlib.sha256(f"kafka:maillage.commands|{timestamp_ms}|".encode() + payload).digest()
     conn.execute(
         "INSERT INTO rejected (received_at, mqtt_topic, tenant_id, device_id, reason, detail, "
-        "payload, kafka_offset) VALUES (now(), 'kafka:maillage.commands', %s, %s, 'not_stored', "
-        "%s, %s, %s) ON CONFLICT (kafka_offset) DO NOTHING",
-        (tenant or None, device or None, f"commands at {position}: {detail}"[:1000], payload,
-         position))
+        "payload, kafka_offset, record_key) VALUES (to_timestamp(%s / 1000.0), "
+        "'kafka:maillage.commands', %s, %s, 'not_stored', %s, %s, %s, %s) "
+        "ON CONFLICT (record_key) DO NOTHING",
+        (timestamp_ms, tenant or None, device or None, f"commands at {position}: {detail}"[:1000],
+         payload, position, record_key))
 
 
 def supersede(*, conn: psycopg.Connection) -> list[int]:

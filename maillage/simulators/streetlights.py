@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -115,12 +115,22 @@ class Street:
 class Override:
     """A remote command in force: `level` (None = schedule) until `until` (None = until changed)."""
 
-    mode: str  # "dim" | "on" | "off"
+    mode: str  # "dim" | "on" | "off" | "schedule"
     level: float
     until: datetime | None
+    steps: tuple[tuple[time, float], ...] = ()
+    """A schedule's (local time, level) steps, by time: each holds until the next (wrapping)."""
 
     def active(self, t: datetime) -> bool:
         return self.until is None or t < self.until
+
+    def level_at(self, local: time) -> float:
+        """A schedule's level at a local time of day."""
+        current = self.steps[-1][1]
+        for at, level in self.steps:
+            if at <= local:
+                current = level
+        return current
 
 
 class CommandError(ValueError):
@@ -145,7 +155,26 @@ def parse_command(doc: object, now: datetime) -> Override | None:
         return Override("dim", float(level), until)
     if cmd in ("on", "off"):
         return Override(cmd, 100.0 if cmd == "on" else 0.0, until)
+    if cmd == "schedule":
+        steps = _steps(doc.get("steps"))
+        return Override("schedule", steps[0][1], until, steps)
     raise CommandError(f"unknown command {str(cmd)[:30]!r}")
+
+
+def _steps(raw: object) -> tuple[tuple[time, float], ...]:
+    """`[{"at": "22:00", "level": 50}, …]` as sorted (time, level) steps."""
+    if not isinstance(raw, list) or not raw:
+        raise CommandError("schedule needs steps: [{at: HH:MM, level: 0-100}, ...]")
+    steps = []
+    for step in raw:
+        try:
+            at, level = time.fromisoformat(step["at"]), step["level"]
+        except (TypeError, KeyError, ValueError) as exc:
+            raise CommandError(f"bad schedule step {str(step)[:40]}") from exc
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level <= 100:
+            raise CommandError("a schedule step's level is between 0 and 100")
+        steps.append((at, float(level)))
+    return tuple(sorted(steps))
 
 
 class LampModel:
@@ -195,6 +224,9 @@ class LampModel:
         if self.override is not None and self.override.active(t):
             if self.override.mode == "dim":
                 level = self.override.level if level > 0 else 0.0
+            elif self.override.mode == "schedule":  # while lit, like a dimming order
+                local = t.astimezone(self.schedule.tz).time()
+                level = self.override.level_at(local) if level > 0 else 0.0
             else:  # "on" (a maintenance test, even in daylight) or "off"
                 level = self.override.level
         if active(inj, "dimming_not_applied", t) and 0 < level < 100:

@@ -4,11 +4,18 @@ ends `failed` after its retries. On a real `maillage up` stack (lighting_stack.p
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 from datetime import UTC, datetime
 
 import psycopg
+from aiokafka import AIOKafkaProducer
 
+from maillage import topics
 from tests.commands.lighting_stack import LightingWorld, lamp_power_w
+from tests.e2e.conftest import wait_until
 
 
 def test_dimming_a_street_reaches_the_lamps_and_their_readings(lighting: LightingWorld) -> None:
@@ -74,3 +81,54 @@ def test_bad_commands_are_refused_with_a_reason(lighting: LightingWorld) -> None
     care = lighting.stack.token(lighting.tenant, "care_coordinator")
     r = lighting.post("/v1/devices/ghost-lamp/commands", {"cmd": "on"}, token=care)
     assert r.status_code == 403, r.text
+
+
+def test_a_schedule_is_obeyed_by_the_lamps(lighting: LightingWorld) -> None:
+    """`schedule` steps (local time -> level) reach the lamps, which follow the current step."""
+    street, lamps = sorted(lighting.streets.items())[-1]
+    since = datetime.now(UTC)
+    steps = [{"at": "00:00", "level": 60}, {"at": "23:59", "level": 60}]
+    r = lighting.post(f"/v1/groups/street:{street}/commands", {"cmd": "schedule", "steps": steps})
+    assert r.status_code == 202, r.text
+    cmd = lighting.wait_command(r.json()["id"])
+    assert cmd["state"] == "done" and cmd["params"] == {"steps": steps}, cmd
+    lighting.wait_level(lamps, 60.0, since)
+
+
+def test_commands_survive_a_crash_of_the_commands_processor(lighting: LightingWorld) -> None:
+    """The commands processor killed (SIGKILL): a command recorded meanwhile waits in the outbox
+    and is delivered once when the supervisor has started the processor again; a record on
+    maillage.commands that names no command is kept in `rejected`, and delivery goes on."""
+    state = json.loads((lighting.stack.data_dir / "state.json").read_text())
+    old_pid = int(state["pids"]["commands"])
+    os.kill(old_pid, signal.SIGKILL)
+    street, lamps = sorted(lighting.streets.items())[0]
+    since = datetime.now(UTC)
+    r = lighting.post(f"/v1/groups/street:{street}/commands", {"cmd": "dim", "level": 70})
+    assert r.status_code == 202, r.text
+    cmd = lighting.wait_command(r.json()["id"], timeout=90)
+    assert cmd["state"] == "done", cmd
+    assert [t["attempts"] for t in cmd["targets"]] == [1] * len(lamps)
+    new_pid = json.loads((lighting.stack.data_dir / "state.json").read_text())["pids"]["commands"]
+    assert new_pid != old_pid
+    lighting.wait_level(lamps, 70.0, since)
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=lighting.stack.status["kafka_bootstrap"])
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics.COMMANDS, b'{"id": "nope"}',
+                                         key=f"{lighting.tenant}/{lamps[0]}".encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    with psycopg.connect(lighting.stack.db(), autocommit=True) as conn:
+        def rejected() -> bool:
+            row = conn.execute("SELECT detail FROM rejected WHERE tenant_id = %s AND "
+                               "mqtt_topic = 'kafka:maillage.commands'", (lighting.tenant,)).fetchone()
+            return row is not None and "'id' must be an integer" in row[0]
+
+        assert wait_until(rejected, 30, 0.2)
+    r = lighting.post(f"/v1/groups/street:{street}/commands", {"cmd": "dim", "level": 40})
+    assert lighting.wait_command(r.json()["id"])["state"] == "done"

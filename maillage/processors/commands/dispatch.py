@@ -84,7 +84,8 @@ class AcceptSink:
                 log.warning("maillage.commands[%d]@%d names no command: %s", rec.partition,
                             rec.offset, why)
                 db.reject_record(conn=conn, position=f"{rec.topic}[{rec.partition}]@{rec.offset}",
-                                 key=rec.key, payload=rec.value or b"", detail=why)
+                                 timestamp_ms=rec.timestamp, key=rec.key,
+                                 payload=rec.value or b"", detail=why)
         REJECTED.inc(len(bad))
         if known:
             self.wake.set()
