@@ -1,6 +1,8 @@
 """The web page in headless Chromium (Playwright driving the system's browser) on a real
-`maillage up`: the device list per role, and (issue 17, acceptance 3) login, devices on the map,
-an alert arriving live, acknowledged from the page, and a screenshot under the test output."""
+`maillage up`: what each role sees, the alert stream parser, and (issue 17, acceptance 3) login,
+devices on the map, an alert arriving live, acknowledged and resolved from the page, a device's
+chart, savings, revocation, and a screenshot under the test output; never a request to another
+host."""
 
 from __future__ import annotations
 
