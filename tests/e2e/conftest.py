@@ -36,6 +36,11 @@ def maillage_cmd(data_dir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+START_S = 180
+"""How long `maillage up` may take to be up (a few seconds on a quiet machine; far more when
+the machine is shared)."""
+
+
 def start_stack(data_dir: Path, *extra: str,
                 env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `maillage up` and wait until `maillage status --json` says every part is up."""
@@ -45,7 +50,7 @@ def start_stack(data_dir: Path, *extra: str,
     log = open(data_dir.parent / f"{data_dir.name}-up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "maillage", "up", *extra], stdout=log,
                             stderr=subprocess.STDOUT, env=env)
-    deadline = time.time() + 90
+    deadline = time.time() + START_S
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"maillage up exited: {(data_dir.parent / f'{data_dir.name}-up.log').read_text()}")
@@ -59,8 +64,14 @@ def start_stack(data_dir: Path, *extra: str,
                 except httpx.HTTPError:
                     pass
         time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("maillage up did not come up in 90 s")
+    # SIGTERM: `maillage up` stops its children (a SIGKILL would leave them running).
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    raise AssertionError(f"maillage up did not come up in {START_S} s: "
+                         f"{(data_dir.parent / f'{data_dir.name}-up.log').read_text()[-3000:]}")
 
 
 @dataclass
@@ -163,7 +174,12 @@ def running_stack(prefix: str, *extra: str,
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     root.chmod(0o755)
     data_dir = root / "data"
-    proc, status = start_stack(data_dir, *extra, env_extra=env_extra)
+    try:
+        proc, status = start_stack(data_dir, *extra, env_extra=env_extra)
+    except BaseException:
+        if not os.environ.get("MAILLAGE_TEST_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     try:
         yield data_dir, status
     finally:
