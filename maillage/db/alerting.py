@@ -18,25 +18,14 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from maillage.db.alerts import CHANNEL, EVENT_ORDER_LOCK, INSERT_EVENT_SQL
+
 log = logging.getLogger(__name__)
 
-EVENT_CHANNEL = "alert_events"
-"""NOTIFY channel of new `alert_events` rows (payload: the id); the live stream listens."""
 OUTBOX_CHANNEL = "alert_outbox"
 """NOTIFY channel of new `notification_outbox` rows (payload empty); the sender listens."""
-EVENT_ORDER_LOCK = 0x6D61_696C_616C_6576  # "mailalev": the same key as db/alerts.py
-"""Advisory lock held by every transaction writing `alert_events` (ids commit in order)."""
 ESCALATION_LOCK = 0x6D61_696C_6573_6361  # "mailesca"
 """Advisory lock of the escalation tick: one alerting process escalates at a time."""
-
-SNAPSHOT_SQL = (
-    "jsonb_build_object('id', a.id, 'tenant', a.tenant_id, 'device_id', a.device_id, "
-    "'kind', a.kind, 'severity', a.severity, 'state', a.state, 'count', a.count, "
-    "'first_at', a.first_at, 'last_at', a.last_at, 'opened_at', a.opened_at, "
-    "'acknowledged_at', a.acknowledged_at, 'acknowledged_by', a.acknowledged_by, "
-    "'resolved_at', a.resolved_at, 'resolved_by', a.resolved_by, "
-    "'escalation_level', a.escalation_level, 'group', a.grp)")
-"""The alert as the API shows it (interfaces.md), over `alerts a`."""
 
 _US = "('epoch'::timestamptz + %(at_us)s * interval '1 microsecond')"
 _SEVERITY_MAX = ("CASE WHEN array_position(ARRAY['info','warning','critical'], %(severity)s) > "
@@ -159,13 +148,10 @@ def resolve_by_system(*, conn: psycopg.Connection, alert_id: int) -> None:
 def add_event(*, conn: psycopg.Connection, alert_id: int, action: str,
               detail: dict[str, Any] | None = None, actor: str = "system") -> tuple[int, dict[str, Any]]:
     """Append an `alert_events` row with the alert's snapshot and NOTIFY it; (id, snapshot)."""
-    row = conn.execute(
-        "INSERT INTO alert_events (alert_id, tenant_id, care, actor, action, detail, snapshot) "
-        f"SELECT a.id, a.tenant_id, a.care, %s, %s, %s, {SNAPSHOT_SQL} FROM alerts a "
-        "WHERE a.id = %s RETURNING id, snapshot",
-        (actor, action, Jsonb(detail or {}), alert_id)).fetchone()
+    row = conn.execute(f"{INSERT_EVENT_SQL} RETURNING id, snapshot",
+                       (actor, action, Jsonb(detail or {}), alert_id)).fetchone()
     assert row is not None
-    conn.execute("SELECT pg_notify(%s, %s)", (EVENT_CHANNEL, str(row[0])))
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[0])))
     return int(row[0]), row[1]
 
 

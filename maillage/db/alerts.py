@@ -29,8 +29,9 @@ CHANNEL = "alert_events"
 """NOTIFY channel: payload the new `alert_events.id`."""
 
 EVENT_ORDER_LOCK = 0x6D61_696C_616C_6576  # "mailalev"
-"""Advisory lock every writer of `alert_events` takes for its transaction, so that event ids
-commit in increasing order and a stream resuming after id N never skips a later-committed M < N."""
+"""Advisory lock every writer of `alert_events` (here and `db/alerting.py`) takes for its
+transaction, so that event ids commit in increasing order and a stream resuming after id N never
+skips a later-committed M < N."""
 
 COLUMNS = ("id", "tenant_id", "group_key", "kind", "severity", "device_id", "grp", "care", "state",
            "count", "first_at", "last_at", "last_anomaly_id", "opened_at", "acknowledged_at",
@@ -45,7 +46,13 @@ SNAPSHOT_SQL = (
     "'acknowledged_at', a.acknowledged_at, 'acknowledged_by', a.acknowledged_by, "
     "'resolved_at', a.resolved_at, 'resolved_by', a.resolved_by, "
     "'escalation_level', a.escalation_level, 'group', a.grp)")
-"""The alert as the API shows it, over `alerts a` (what `alert_events.snapshot` holds)."""
+"""The alert as the API shows it (interfaces.md), over `alerts a` (what `alert_events.snapshot`
+holds)."""
+INSERT_EVENT_SQL = (
+    "INSERT INTO alert_events (alert_id, tenant_id, care, actor, action, detail, snapshot) "
+    f"SELECT a.id, a.tenant_id, a.care, %s, %s, %s, {SNAPSHOT_SQL} FROM alerts a WHERE a.id = %s")
+"""Append an alert's event with its snapshot; parameters (actor, action, detail, alert id).
+Both writers (a person's action here, the processor in `db/alerting.py`) add their RETURNING."""
 
 _SCOPE = ("(%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
           "AND (%(care)s::boolean IS NULL OR care = %(care)s)")
@@ -161,11 +168,8 @@ async def act(*, conn: psycopg.AsyncConnection, alert_id: int, tenant: str | Non
                 f"UPDATE alerts SET {_CHANGES[action]} WHERE id = %(id)s RETURNING "
                 f"{', '.join(COLUMNS)}", {"id": alert_id, "actor": actor})
             rows = _rows(await cur.fetchall())
-        cur = await conn.execute(
-            "INSERT INTO alert_events (alert_id, tenant_id, care, actor, action, detail, snapshot) "
-            f"SELECT a.id, a.tenant_id, a.care, %s, %s, %s, {SNAPSHOT_SQL} FROM alerts a "
-            "WHERE a.id = %s RETURNING id",
-            (actor, action, Jsonb(detail), alert_id))
+        cur = await conn.execute(f"{INSERT_EVENT_SQL} RETURNING id",
+                                 (actor, action, Jsonb(detail), alert_id))
         event = await cur.fetchone()
         assert event is not None  # the row is locked: it is there
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(event[0])))
