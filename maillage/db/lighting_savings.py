@@ -50,17 +50,6 @@ WHERE l.tenant_id = %(tenant)s AND l.type = 'streetlight'
 ORDER BY l.device_id
 """
 
-_SERIES = """
-SELECT r.ts,
-       max(r.value) FILTER (WHERE m.name = 'lamp_power_w') AS power_w,
-       max(r.value) FILTER (WHERE m.name = 'dimming_pct') AS level,
-       max(r.value) FILTER (WHERE m.name = 'energy_import_wh') AS energy_wh
-FROM readings r JOIN metrics m ON m.id = r.metric_id
-WHERE r.device_pk = %(pk)s AND m.name = ANY (%(metrics)s)
-  AND r.ts > %(start)s AND r.ts <= %(end)s
-GROUP BY r.ts ORDER BY r.ts
-"""
-
 _COLUMNS = ("tenant_id", "device_id", "night", "cabinet", "site", "district", "commune", "tech",
             "replaced_tech", "dusk", "dawn", "reference_wh", "measured_wh", "led_retrofit_wh",
             "dimming_wh", "switch_off_wh", "presence_wh", "other_wh", "readings", "eur_per_kwh",
@@ -83,19 +72,48 @@ def lamps(conn: psycopg.Connection, *, tenant_id: str) -> list[dict[str, Any]]:
         return cur.execute(_LAMPS, {"tenant": tenant_id}).fetchall()
 
 
-def lamp_series(conn: psycopg.Connection, *, device_pk: int, start: datetime,
-                end: datetime) -> list[tuple[datetime, float | None, float | None, float | None]]:
-    """(ts, lamp_power_w, dimming_pct, energy_import_wh) of a lamp in (start, end], by time."""
-    rows = conn.execute(_SERIES, {"pk": device_pk, "metrics": list(LAMP_METRICS),
-                                  "start": start, "end": end}).fetchall()
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+Series = list[tuple[datetime, float | None, float | None, float | None]]
+"""(ts, lamp_power_w, dimming_pct, energy_import_wh) by time."""
+
+
+def lamp_series(conn: psycopg.Connection, *, device_pks: Sequence[int], start: datetime,
+                end: datetime) -> dict[int, Series]:
+    """The lamps' power, level and energy readings in (start, end], per lamp, by time."""
+    ids: dict[str, int] = {r[1]: r[0] for r in conn.execute(
+        "SELECT id, name FROM metrics WHERE name = ANY (%s)", (list(LAMP_METRICS),)).fetchall()}
+    out: dict[int, Series] = {pk: [] for pk in device_pks}
+    if not ids or not device_pks:
+        return out
+    rows = conn.execute(
+        "SELECT device_pk, ts, max(value) FILTER (WHERE metric_id = %(p)s), "
+        "       max(value) FILTER (WHERE metric_id = %(l)s), "
+        "       max(value) FILTER (WHERE metric_id = %(e)s) "
+        "FROM readings WHERE device_pk = ANY (%(pks)s) AND metric_id = ANY (%(ids)s) "
+        "  AND ts > %(start)s AND ts <= %(end)s "
+        "GROUP BY device_pk, ts ORDER BY device_pk, ts",
+        {"p": ids.get("lamp_power_w"), "l": ids.get("dimming_pct"),
+         "e": ids.get("energy_import_wh"), "pks": list(device_pks), "ids": list(ids.values()),
+         "start": start, "end": end}).fetchall()
+    for pk, ts, power, level, energy in rows:
+        out[pk].append((ts, power, level, energy))
+    return out
+
+
+_SPAN = """
+SELECT min(f.ts), max(l.ts)
+FROM devices d, metrics m,
+     LATERAL (SELECT ts FROM readings r WHERE r.device_pk = d.pk AND r.metric_id = m.id
+              ORDER BY ts LIMIT 1) f,
+     LATERAL (SELECT ts FROM readings r WHERE r.device_pk = d.pk AND r.metric_id = m.id
+              ORDER BY ts DESC LIMIT 1) l
+WHERE d.tenant_id = %s AND d.type = 'streetlight' AND m.name = 'lamp_power_w'
+"""
 
 
 def reading_span(conn: psycopg.Connection, *, tenant_id: str) -> tuple[datetime, datetime] | None:
-    """First and last reading times of the tenant's streetlights, or None without any."""
-    row = conn.execute(
-        "SELECT min(r.ts), max(r.ts) FROM readings r JOIN devices d ON d.pk = r.device_pk "
-        "WHERE d.tenant_id = %s AND d.type = 'streetlight'", (tenant_id,)).fetchone()
+    """First and last `lamp_power_w` times of the tenant's streetlights (None without any); two
+    index look-ups per lamp."""
+    row = conn.execute(_SPAN, (tenant_id,)).fetchone()
     if row is None or row[0] is None:
         return None
     return row[0], row[1]

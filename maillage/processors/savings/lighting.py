@@ -1,6 +1,6 @@
 """Lighting savings per lamp and night: reference (dusk to dawn at full power) against measured.
 
-Entry point for the savings job: `compute(conn, *, tenant_id=None, since=None) -> int`
+Entry point for the savings job: `compute(conn, *, tenant_id=None, since=None, until=None) -> int`
 (lamp-nights stored). It reads the lamps' readings and inventory through
 `maillage.db.lighting_savings`, splits each night's saving by cause (`led_retrofit`, `dimming`,
 `switch_off`, `presence`) and stores one row per lamp and night; `db.lighting_savings.daily`
@@ -46,6 +46,8 @@ EDGE_S = 20 * 60
 MAX_GAP_S = 30 * 60
 """A longer interval between two readings is a gap: its energy counts, no cause is given."""
 FULL_LEVEL = 99.5
+CHUNK = 100
+"""Lamps whose readings are read and whose nights are stored together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,14 +249,9 @@ def _row(tenant: str, lamp: LampInfo, night: date, span: tuple[datetime, datetim
     }
 
 
-def compute_lamp(conn: psycopg.Connection, *, tenant: str, tz: ZoneInfo, lamp: LampInfo,
-                 first: date, last: date, priced: Prices) -> list[dict[str, Any]]:
+def compute_lamp(*, tenant: str, tz: ZoneInfo, lamp: LampInfo, series: db.Series, first: date,
+                 last: date, priced: Prices) -> list[dict[str, Any]]:
     """Lamp-night rows of one lamp for the nights first..last (nights without readings skipped)."""
-    start = night_window(first, tz)[0]
-    end = night_window(last, tz)[1]
-    # One reading before the first noon opens the first interval.
-    series = db.lamp_series(conn, device_pk=lamp.pk, start=start - timedelta(seconds=MAX_GAP_S),
-                            end=end)
     ivs = intervals(series, lamp.system_w)
     rows: list[dict[str, Any]] = []
     night = first
@@ -295,15 +292,22 @@ def compute(conn: psycopg.Connection, *, tenant_id: str | None = None,
         if last < first:
             continue
         infos = [lamp_info(r) for r in db.lamps(conn, tenant_id=tenant)]
+        lamps = [lamp for lamp in infos if lamp is not None]
         priced = prices(conn, tenant=tenant)
-        for lamp in infos:
-            if lamp is None:
-                continue
-            rows = compute_lamp(conn, tenant=tenant, tz=tz, lamp=lamp, first=first, last=last,
-                                priced=priced)
+        # One reading before the first noon opens the first interval.
+        start = night_window(first, tz)[0] - timedelta(seconds=MAX_GAP_S)
+        end = night_window(last, tz)[1]
+        for k in range(0, len(lamps), CHUNK):
+            chunk = lamps[k:k + CHUNK]
+            series = db.lamp_series(conn, device_pks=[lamp.pk for lamp in chunk], start=start,
+                                    end=end)
+            rows = [row for lamp in chunk
+                    for row in compute_lamp(tenant=tenant, tz=tz, lamp=lamp,
+                                            series=series[lamp.pk], first=first, last=last,
+                                            priced=priced)]
             with conn.transaction():
                 stored += db.store(conn, rows=rows)
-        skipped = sum(1 for lamp in infos if lamp is None)
+        skipped = len(infos) - len(lamps)
         if skipped:
             log.warning("tenant=%s: %d streetlights without position, lamp_tech or "
                         "nominal_power_w were left out of lighting savings", tenant, skipped)
