@@ -1,4 +1,5 @@
-"""Meters: load curves (15-minute mean power per district) and peaks against subscribed power."""
+"""Meters: load curves (15-minute mean power per district), peaks against subscribed power, and
+the declared peak windows with the lighting's power during them (demand response)."""
 
 from __future__ import annotations
 
@@ -19,4 +20,6 @@ def build() -> gdash.Dashboard:
             .with_panel(table_panel("Pointes et puissance souscrite", "meters_peaks", w=16))
             .with_panel(table_panel("Anomalies des compteurs", "meters_anomalies", w=8))
             .with_panel(timeseries_panel("Compteurs au-dessus de leur puissance souscrite",
-                                         "meters_over_subscribed", w=24, bars=True)))
+                                         "meters_over_subscribed", w=24, bars=True))
+            .with_panel(table_panel("Effacements déclarés : éclairage pendant la pointe et la veille",
+                                    "meters_peak_windows", w=24)))

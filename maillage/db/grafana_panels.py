@@ -137,6 +137,32 @@ WHERE a.tenant_id = {TENANT} AND d.type = 'meter' AND {in_communes('d.commune')}
   AND $__timeFilter(a.start_ts)
 GROUP BY 1 ORDER BY 2 DESC""", main=True),
 
+    # Demand response: the lighting's mean power in the window against the same hours the day
+    # before (the effect of the dimming).
+    PanelQuery("meters_peak_windows", f"""
+SELECT w.start_ts AS "début", w.end_ts AS "fin", w.area AS "zone", coalesce(w.name, 'tout le territoire') AS "nom",
+       w.level AS "niveau (%)", w.dimmed AS "abaissement envoyé", w.restored AS "rétabli",
+       (SELECT round((sum(r.vsum / r.n) / count(DISTINCT r.bucket) / 1000)::numeric, 2)
+        FROM grafana.rollup_15m r
+        JOIN grafana.devices d ON d.pk = r.device_pk
+        JOIN grafana.metrics m ON m.id = r.metric_id
+        WHERE d.tenant_id = w.tenant_id AND d.type = 'streetlight' AND m.name = 'lamp_power_w' AND r.n > 0
+          AND (w.area = 'tenant' OR (w.area = 'commune' AND d.commune = w.name)
+               OR (w.area = 'district' AND d.district = w.name))
+          AND r.bucket >= w.start_ts AND r.bucket < w.end_ts) AS "éclairage pendant (kW)",
+       (SELECT round((sum(r.vsum / r.n) / count(DISTINCT r.bucket) / 1000)::numeric, 2)
+        FROM grafana.rollup_15m r
+        JOIN grafana.devices d ON d.pk = r.device_pk
+        JOIN grafana.metrics m ON m.id = r.metric_id
+        WHERE d.tenant_id = w.tenant_id AND d.type = 'streetlight' AND m.name = 'lamp_power_w' AND r.n > 0
+          AND (w.area = 'tenant' OR (w.area = 'commune' AND d.commune = w.name)
+               OR (w.area = 'district' AND d.district = w.name))
+          AND r.bucket >= w.start_ts - interval '1 day' AND r.bucket < w.end_ts - interval '1 day') AS "même heures la veille (kW)"
+FROM grafana.peak_windows w
+WHERE w.tenant_id = {TENANT} AND (w.area <> 'commune' OR {in_communes('w.name')})
+  AND $__timeFilter(w.start_ts)
+ORDER BY w.start_ts DESC LIMIT 50""", main=True),
+
     # -- public lighting ----------------------------------------------------------------------
     # lamp_on is 0/1: an hourly bucket's mean is the share of that hour the lamp was lit.
     PanelQuery("lighting_burning_hours", f"""

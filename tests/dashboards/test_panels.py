@@ -138,6 +138,10 @@ def test_values_on_the_demo_data(reader: psycopg.Connection, world: World) -> No
     savings = {r[0]: r for r in _run(reader, QUERIES["lighting_savings_per_commune"].sql, world)}
     assert set(savings) == {VITRE, HERMITAGE}
     assert savings[VITRE][1] > 0 and savings[VITRE][4] > 0  # HPS 150 W replaced by LED 70 W
+    window = _run(reader, QUERIES["meters_peak_windows"].sql, world)
+    assert [(r[2], r[3], r[4]) for r in window] == [("commune", VITRE, 50)]
+    # Vitré's three lamps lit at 18:00-20:00 (UTC), and the evening before
+    assert float(window[0][7]) == pytest.approx(3 * 0.07) and float(window[0][8]) == pytest.approx(3 * 0.07)
     reasons = {r[1] for r in _run(reader, QUERIES["platform_dlq_rate"].sql, world)}
     assert reasons == {"bad_checksum", "unknown_metric"}
 

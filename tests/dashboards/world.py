@@ -4,6 +4,7 @@ refresher, the detection stage's `record_transitions` and the alerting stage's `
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from maillage.db import alerting, detection, rollups
+from maillage.db import alerting, detection, peak_windows, rollups
 from maillage.db.writer import (
     DeviceIds,
     LastSeen,
@@ -119,6 +120,15 @@ def _alert(conn: psycopg.Connection, tenant: str, device: str, kind: Kind, sever
     alerting.add_event(conn=conn, alert_id=alert_id, action="opened")
 
 
+async def _peak_window(db_url: str, tenant: str, now: datetime) -> None:
+    """A demand-response window declared on Vitré two evenings ago (as the API declares it)."""
+    start = (now - timedelta(days=2)).replace(hour=18, minute=0, second=0, microsecond=0)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await peak_windows.create_window(conn=conn, tenant=tenant, area="commune", name=VITRE,
+                                         start=start, end=start + timedelta(hours=2), level=50,
+                                         created_by="test")
+
+
 def make_world(db_url: str) -> World:
     """Eight days of 15-minute data, anomalies, alerts, rejected messages; rollups refreshed."""
     now = datetime.now(UTC)
@@ -168,4 +178,5 @@ def make_world(db_url: str) -> World:
         while rollups.refresh_rollups(conn):
             pass
         lighting_savings.compute(conn, tenant_id=tenant)
+    asyncio.run(_peak_window(db_url, tenant, now))
     return world

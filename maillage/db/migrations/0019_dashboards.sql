@@ -108,6 +108,12 @@ CREATE VIEW grafana.lighting_savings WITH (security_barrier) AS
            other_wh, eur_per_kwh, kg_co2_per_kwh
     FROM lighting_savings WHERE tenant_id IN (SELECT id FROM grafana.tenants);
 
+-- Declared peak windows (demand response, migration 0018), without who declared them.
+CREATE VIEW grafana.peak_windows WITH (security_barrier) AS
+    SELECT id, tenant_id, area, name, start_ts, end_ts, level,
+           dim_command_id IS NOT NULL AS dimmed, restore_command_id IS NOT NULL AS restored
+    FROM peak_windows WHERE tenant_id IN (SELECT id FROM grafana.tenants);
+
 -- How far each stage is behind, for all-tenant roles only (offsets and outboxes are shared).
 CREATE VIEW grafana.pipeline_lag WITH (security_barrier) AS
     SELECT stage, lag_s, pending FROM (
