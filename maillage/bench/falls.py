@@ -14,26 +14,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 from aiokafka import AIOKafkaConsumer
-from paho.mqtt.enums import CallbackAPIVersion
 
 from maillage import topics
+from maillage.bench.probes import MqttProbe
 
 
 @dataclass
-class FallProbe:
+class FallProbe(MqttProbe):
     """Publishes falls during a phase and records their latency to the `anomalies` table."""
 
-    host: str
-    port: int
-    username: str
-    password: str
-    topic: str
-    database_url: str
+    name: ClassVar[str] = "falls"
+
     tenant: str
     device_id: str
     hz: float = 2.0
@@ -53,27 +50,18 @@ class FallProbe:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
+        super().__post_init__()
         self.lock = threading.Lock()
         self._sent: dict[int, tuple[float, str]] = {}  # measurement ms -> (publication time, phase)
         self._seen: dict[int, tuple[float, float, str]] = {}  # ms -> (published, seen, phase)
         self._in_kafka: dict[int, float] = {}  # ms -> fetched from Kafka
         self.alert_sent: dict[int, tuple[float, str]] = {}  # the same, for the alert probe
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.username}-falls",
-                                   protocol=mqtt.MQTTv311, clean_session=True)
-        self._client.username_pw_set(self.username, self.password)
-        self._threads: list[threading.Thread] = []
 
-    def start(self) -> None:
-        self._client.connect(self.host, self.port, keepalive=60)
-        self._client.loop_start()
-        self._threads = [threading.Thread(target=self._publish_loop, name="bench-falls-pub", daemon=True),
-                         threading.Thread(target=self._poll_loop, name="bench-falls-poll", daemon=True)]
-        if self.kafka_bootstrap:
-            self._threads.append(threading.Thread(target=lambda: asyncio.run(self._watch_kafka()),
-                                                  name="bench-falls-kafka", daemon=True))
-        for t in self._threads:
-            t.start()
+    def _more_threads(self) -> list[threading.Thread]:
+        if not self.kafka_bootstrap:
+            return []
+        return [threading.Thread(target=lambda: asyncio.run(self._watch_kafka()),
+                                 name="bench-falls-kafka", daemon=True)]
 
     def _publish_loop(self) -> None:
         last_ms = 0
@@ -185,8 +173,4 @@ class FallProbe:
             return
         self.phase = None
         time.sleep(1.0)  # the last falls' rows
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._halt()

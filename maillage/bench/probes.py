@@ -6,10 +6,12 @@ import logging
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -177,17 +179,14 @@ class ResourceSampler(threading.Thread):
 
 # --- latency: publication to row stored ------------------------------------------------------------
 
-PROBE_METRIC = "active_power_w"
-
-
 @dataclass
-class LatencyProbe:
-    """A dedicated device publishing small JSON readings; a poller times when each row appears.
+class MqttProbe(ABC):
+    """What the probes share: a dedicated device's own MQTT connection (`<username>-<name>`), a
+    publisher thread and a poller thread (`bench-<name>-pub`, `bench-<name>-poll`), started
+    together and stopped together (`_halt`, once the subclass has let the last ones arrive)."""
 
-    Publication time is taken just before `publish()`; the poller queries the device's newest
-    rows every `poll_s` and stamps each new `seq` with the time the query returned, so a latency
-    is an upper bound, late by at most one poll interval plus one query.
-    """
+    name: ClassVar[str]
+    """The probe's name in its MQTT client id and its threads' names."""
 
     host: str
     port: int
@@ -195,6 +194,60 @@ class LatencyProbe:
     password: str
     topic: str
     database_url: str
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=f"{self.username}-{self.name}",
+                                   protocol=mqtt.MQTTv311, clean_session=True)
+        self._client.username_pw_set(self.username, self.password)
+        self._threads: list[threading.Thread] = []
+
+    @abstractmethod
+    def _publish_loop(self) -> None:
+        """Publish while a phase is set, until `_stop`."""
+
+    @abstractmethod
+    def _poll_loop(self) -> None:
+        """Time the rows that appear, until `_stop`."""
+
+    def _more_threads(self) -> list[threading.Thread]:
+        """Threads a probe runs beside its publisher and its poller."""
+        return []
+
+    def start(self) -> None:
+        self._client.connect(self.host, self.port, keepalive=60)
+        self._client.loop_start()
+        self._threads = [
+            threading.Thread(target=self._publish_loop, name=f"bench-{self.name}-pub", daemon=True),
+            threading.Thread(target=self._poll_loop, name=f"bench-{self.name}-poll", daemon=True),
+            *self._more_threads()]
+        for t in self._threads:
+            t.start()
+
+    def _halt(self) -> None:
+        """Stop the threads, then the MQTT connection."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+PROBE_METRIC = "active_power_w"
+
+
+@dataclass
+class LatencyProbe(MqttProbe):
+    """A dedicated device publishing small JSON readings; a poller times when each row appears.
+
+    Publication time is taken just before `publish()`; the poller queries the device's newest
+    rows every `poll_s` and stamps each new `seq` with the time the query returned, so a latency
+    is an upper bound, late by at most one poll interval plus one query.
+    """
+
+    name: ClassVar[str] = "probe"
+
     device_pk: int
     hz: float = 50.0
     poll_s: float = 0.02
@@ -209,25 +262,13 @@ class LatencyProbe:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
+        super().__post_init__()
         self._lock = threading.Lock()
         self._first = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.username}-probe",
-                                   protocol=mqtt.MQTTv311, clean_session=True)
-        self._client.username_pw_set(self.username, self.password)
         self._client.on_publish = self._on_publish
-        self._threads: list[threading.Thread] = []
 
     def _on_publish(self, *args: object) -> None:
         self.acked += 1
-
-    def start(self) -> None:
-        self._client.connect(self.host, self.port, keepalive=60)
-        self._client.loop_start()
-        self._threads = [threading.Thread(target=self._publish_loop, name="bench-probe-pub", daemon=True),
-                         threading.Thread(target=self._poll_loop, name="bench-probe-poll", daemon=True)]
-        for t in self._threads:
-            t.start()
 
     def wait_first(self, timeout_s: float) -> bool:
         """True once a first probe reading got stored (the pipeline is serving)."""
@@ -307,11 +348,7 @@ class LatencyProbe:
         deadline = time.monotonic() + 10
         while self.acked < self.published and time.monotonic() < deadline:
             time.sleep(0.05)
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._halt()
 
 
 def timeline(sent_at: list[float], latencies: list[float], step_s: float = 1.0) -> list[list[float]]:
