@@ -1,8 +1,10 @@
 """Lighting savings by cause on a simulated territory against the simulator's ground truth.
 
-The lamps' publications go through the gateway's parser and the storage writer into the session's
-PostgreSQL; `compute` reads only the stored readings and the registry; the simulator's own
-accounting (`LampModel.truth`) is read by the test alone.
+The lamps' publications go through the gateway's parser, become the records the gateway produces
+to `maillage.readings`, and are stored by the storage processor's sink (no broker in between:
+the records are handed to the sink as its consumer would) in the session's PostgreSQL; `compute`
+reads only the stored readings and the registry; the simulator's own accounting
+(`LampModel.truth`) is read by the test alone.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from aiokafka.structs import ConsumerRecord
 
+from maillage import topics
 from maillage.db import lighting_savings as db
 from maillage.db.savings import set_tariff
-from maillage.db.writer import DeviceIds, LastSeen, Message, MetricIds, write_readings
 from maillage.ingest.formats import MessageContext, parse_message
 from maillage.processors.savings import lighting
 from maillage.processors.savings.tariffs import FRENCH_MIX_KG_CO2_PER_KWH
+from maillage.processors.storage import StorageSink
 from maillage.registry.devices import add_devices
 from maillage.registry.tenants import add_tenant
 from maillage.simulators.engine import Engine
@@ -58,7 +62,7 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="module")
-def world(conn: psycopg.Connection) -> tuple[str, Engine]:
+def world(conn: psycopg.Connection, db_url: str) -> tuple[str, Engine]:
     """A simulated night of lighting stored through the storage path; (tenant, engine)."""
     tenant = f"light{uuid.uuid4().hex[:8]}"
     sc = scenario(tenant)
@@ -66,24 +70,23 @@ def world(conn: psycopg.Connection) -> tuple[str, Engine]:
     start = datetime(2026, 1, 14, 11, 50, tzinfo=TZ)
     engine = Engine(sc, start=start)
     add_devices(conn, tenant=tenant, specs=engine.territory.specs(), dynsec=None)
-    devices, metrics, seen = DeviceIds(), MetricIds(), LastSeen()
-    batch: list[Message] = []
-
-    def flush() -> None:
-        with conn.transaction():
-            write_readings(conn, batch, devices, metrics, seen)
-        batch.clear()
-
+    sink = StorageSink(db_url)
     lamps = {lamp.device_id for lamp in engine.territory.lamps}
+    offset = 0
     for pub in engine.publications(until=datetime(2026, 1, 15, 12, 10, tzinfo=TZ)):
         if pub.device_id not in lamps:
             continue
         ctx = MessageContext(tenant, pub.device_id, pub.channel, pub.at, "streetlight")
         for env in parse_message(pub.payload, ctx):
-            batch.append((tenant, env.device_id, env.ts_us, env.rx_us, env.seq, env.values))
-        if len(batch) >= 5000:
-            flush()
-    flush()
+            value = env.to_kafka()
+            sink.add(ConsumerRecord(topics.READINGS, 0, offset, env.ts_us // 1000, 0, env.key,
+                                    value, None, len(env.key), len(value), ()))
+            offset += 1
+        if sink.full():
+            sink.flush()
+    sink.flush()
+    sink.close()
+    assert sink.stored > 0
     return tenant, engine
 
 
