@@ -19,6 +19,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from maillage.db import savings
+
 AREAS = {"lamp": "device_id", "cabinet": "cabinet", "site": "site", "district": "district",
          "commune": "commune"}
 """Area levels of `daily` and the lamp-night column naming each."""
@@ -315,19 +317,20 @@ def _prices(conn: psycopg.Connection, *, tenant: str, today: date, rows: Sequenc
     if factor is None and measured > 0:
         factor = sum(r["kg_co2"] or 0.0 for r in rows) / measured
         sources.append("co2: stored nights")
-    if price is None:
-        row = conn.execute(
-            "SELECT base_eur_kwh FROM savings_tariffs WHERE tenant_id = %s AND valid_from <= %s "
-            "ORDER BY valid_from DESC LIMIT 1", (tenant, today)).fetchone()
-        if row is not None and row[0] is not None:
-            price = float(row[0])
+    if price is None or factor is None:
+        # The tenant's tariffs and factors through the savings module (ordered by date).
+        tariff = [t for t in savings.list_tariffs(conn=conn, tenant=tenant)
+                  if t["valid_from"] <= today][-1:]
+        if price is None and tariff and tariff[0]["base_eur_kwh"] is not None:
+            price = float(tariff[0]["base_eur_kwh"])
             sources.append("eur: tariff in force")
-    if factor is None:
-        row = conn.execute(
-            "SELECT kg_co2_per_kwh FROM savings_emission_factors WHERE tenant_id = %s "
-            "AND valid_from <= %s ORDER BY valid_from DESC LIMIT 1", (tenant, today)).fetchone()
-        if row is not None:
-            factor = float(row[0])
+        elif price is None and tariff:
+            sources.append("eur: the tariff in force has peak and off-peak prices, pass "
+                           "eur_per_kwh")
+        in_force = [f for f in savings.list_factors(conn=conn, tenant=tenant)
+                    if f["valid_from"] <= today][-1:]
+        if factor is None and in_force:
+            factor = float(in_force[0]["kg_co2_per_kwh"])
             sources.append("co2: factor in force")
     if price is None:
         price = DEFAULT_EUR_PER_KWH

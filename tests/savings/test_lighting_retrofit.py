@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from maillage.api.app import create_app
 from maillage.db import lighting_savings as db
+from maillage.db.savings import set_factor, set_tariff
 from maillage.registry.devices import add_devices
 from maillage.registry.models import DeviceSpec, DeviceType
 from maillage.registry.tenants import add_tenant
@@ -102,6 +103,14 @@ def test_retrofit_prices_and_refusals(client: TestClient, conn: psycopg.Connecti
     assert whole["lamps"] == 4
     b = client.get("/v1/savings/retrofit", headers=h, params={"commune": "B", "lamp_cost_eur": 1}).json()
     assert b["price_source"] == "eur: default; co2: default" and b["eur_per_kwh"] == db.DEFAULT_EUR_PER_KWH
+    set_tariff(conn=conn, tenant=tenant, valid_from=date(2020, 1, 1), base_eur_kwh=0.18)
+    set_factor(conn=conn, tenant=tenant, valid_from=date(2020, 1, 1), kg_co2_per_kwh=0.07,
+               source="test")
+    set_tariff(conn=conn, tenant=tenant, valid_from=date.today() + timedelta(days=30),
+               base_eur_kwh=0.5)  # not in force yet
+    b = client.get("/v1/savings/retrofit", headers=h, params={"commune": "B", "lamp_cost_eur": 1}).json()
+    assert b["price_source"] == "eur: tariff in force; co2: factor in force"
+    assert (b["eur_per_kwh"], b["kg_co2_per_kwh"]) == (0.18, 0.07)
     for bad in ({"lamp_cost_eur": -1}, {}, {"lamp_cost_eur": 1, "led_power_w": 0}):
         r = client.get("/v1/savings/retrofit", headers=h, params=bad)
         assert r.status_code == 422, bad
