@@ -7,7 +7,6 @@ stored twice, and no transition reaches `maillage.anomalies` twice."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -20,40 +19,24 @@ from typing import Any
 
 import psycopg
 
-from maillage.processors.detection.engine import Engine, load_tables
-from maillage.processors.detection.model import DeviceInfo, Transition
-from tests.processors.detection.conftest import MIN, T0, produce_sync, read_anomalies, reading
+from tests.processors.detection.conftest import produce_sync
+from tests.processors.detection.meter_stream import (
+    READINGS_PER_METER,
+    RULES,
+    add_meters,
+    assert_produced_once,
+    assert_stored,
+    expected,
+    meter_readings,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
-METERS = 12
-READINGS_PER_METER = 400
 CHUNKS = 16
-
-
-def _power(meter: int, i: int) -> float:
-    """Alternating calm and high load, sometimes critical: opens, updates and closes."""
-    phase = (i + 3 * meter) // 6
-    if phase % 2 == 0:
-        return 100.0 + meter
-    rises = phase % 3 == 1 and (i + 3 * meter) % 6 >= 3  # warning, then critical: an update
-    return 2500.0 + 10 * (i % 7) if rises else 1500.0 + 10 * (i % 5)
-
-
-def _expected(tenant: str) -> list[Transition]:
-    t = load_tables(["tests.processors.detection.rules_fixture"])
-    eng = Engine(t.rules, t.group_rules, quality=t.quality)  # as the subprocess runs it
-    out: list[Transition] = []
-    for m in range(METERS):
-        dev = DeviceInfo(tenant, f"m{m}", "meter")
-        for i in range(READINGS_PER_METER):
-            out += eng.handle(dev, reading(tenant, dev.device_id, T0 + i * MIN,
-                                           active_power_w=_power(m, i)))
-    return out
 
 
 def _start(db_url: str, bootstrap: str, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, MAILLAGE_DATABASE_URL=db_url, MAILLAGE_KAFKA_BOOTSTRAP=bootstrap,
-               MAILLAGE_DETECTION_RULES="tests.processors.detection.rules_fixture",
+               MAILLAGE_DETECTION_RULES=RULES,
                MAILLAGE_DETECTION_CHECKPOINT_S="1", PYTHONPATH=str(ROOT))
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(log, "ab") as f:
@@ -71,19 +54,14 @@ def _count(db_url: str, tenant: str) -> int:
 def test_sigkill_mid_stream_loses_and_repeats_nothing(db_url: str, services: Any, det_tenant: str,
                                                       tmp_path: Path) -> None:
     tenant, bootstrap = det_tenant, services.kafka_bootstrap
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for m in range(METERS):
-            conn.execute("INSERT INTO devices (tenant_id, device_id, type, mqtt_username) "
-                         "VALUES (%s, %s, 'meter', %s) ON CONFLICT DO NOTHING",
-                         (tenant, f"m{m}", f"{tenant}-m{m}"))
-    expected = _expected(tenant)
-    assert len(expected) > 200 and {t.change for t in expected} == {"open", "update", "close"}
+    add_meters(db_url, tenant)
+    transitions = expected(tenant)
+    assert len(transitions) > 200 and {t.change for t in transitions} == {"open", "update", "close"}
 
     def feed() -> None:  # the stream keeps coming while the processor is killed and restarted
         per = READINGS_PER_METER // CHUNKS
         for c in range(CHUNKS):
-            produce_sync(bootstrap, [reading(tenant, f"m{m}", T0 + i * MIN, active_power_w=_power(m, i))
-                                     for i in range(c * per, (c + 1) * per) for m in range(METERS)])
+            produce_sync(bootstrap, meter_readings(tenant, c * per, (c + 1) * per))
             time.sleep(2.0)
 
     feeder = threading.Thread(target=feed)
@@ -106,7 +84,7 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(db_url: str, services: Any
             proc = _start(db_url, bootstrap, log)
         feeder.join()
         deadline = time.time() + 240  # generous: the machine may be shared
-        while _count(db_url, tenant) < len(expected) and time.time() < deadline:
+        while _count(db_url, tenant) < len(transitions) and time.time() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.3)
         time.sleep(2)  # anything extra (a repeat) would show now
@@ -132,31 +110,14 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(db_url: str, services: Any
     assert re.search(r"maillage\.readings\[\d\]@\d+", text), "no restart resumed from a checkpoint"
 
     # Stored: exactly the anomalies of the uninterrupted pass, in their final state.
-    final: dict[str, Any] = {}
-    for t in expected:
-        final[t.anomaly.id] = t.anomaly
+    assert_stored(db_url, tenant, transitions, text)
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT id, severity, score, (extract(epoch FROM end_ts) * 1e6)::bigint FROM anomalies "
-            "WHERE tenant_id = %s AND device_id LIKE 'm%%'", (tenant,)).fetchall()
         outbox = conn.execute("SELECT event_id FROM anomaly_outbox WHERE kafka_key LIKE %s",
                               (f"{tenant}/%",)).fetchall()
-    want = {t.event_id for t in expected}
-    stored = {r[0] for r in rows}
-    assert len(rows) == len(stored), "an anomaly was stored twice"
-    assert stored == set(final), (f"missing {len(set(final) - stored)}, unexpected "
-                                  f"{len(stored - set(final))}; log: {text[-2000:]}")
-    for rid, severity, score, end_us in rows:
-        a = final[rid]
-        assert (severity, score, end_us) == (str(a.severity), a.score, a.end_us), rid
+    want = {t.event_id for t in transitions}
     queued = [r[0] for r in outbox]
     assert sorted(queued) == sorted(want), (f"outbox: missing {sorted(want - set(queued))[:5]}, "
                                             f"unexpected {sorted(set(queued) - want)[:5]}")
 
     # Produced: every transition once, none twice.
-    produced = asyncio.run(read_anomalies(bootstrap, tenant))
-    ids = [d["event_id"] for d in produced]
-    twice = sorted({i for i in ids if ids.count(i) > 1})
-    assert not twice, f"produced twice: {twice[:5]}; log: {text[-2000:]}"
-    assert set(ids) == want, (f"topic: missing {sorted(want - set(ids))[:5]}, "
-                              f"unexpected {sorted(set(ids) - want)[:5]}")
+    assert_produced_once(bootstrap, tenant, transitions, text)

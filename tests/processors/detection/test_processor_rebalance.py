@@ -10,16 +10,18 @@ from typing import Any
 
 import psycopg
 
-from maillage.processors.detection.engine import Engine, load_tables
 from maillage.processors.detection.outbox import Relay
 from maillage.processors.detection.processor import TOPICS, DetectionSink
 from maillage.processors.runner import Runner
-from tests.processors.detection.conftest import MIN, T0, produce, read_anomalies, reading
-from tests.processors.detection.test_processor_crash import (
-    METERS,
+from tests.processors.detection.conftest import produce
+from tests.processors.detection.meter_stream import (
     READINGS_PER_METER,
-    _expected,
-    _power,
+    add_meters,
+    assert_produced_once,
+    assert_stored,
+    expected,
+    meter_readings,
+    rules_engine,
 )
 
 
@@ -31,28 +33,20 @@ def _count(db_url: str, tenant: str) -> int:
 
 
 def _member(db_url: str, bootstrap: str, group: str) -> tuple[Runner, DetectionSink]:
-    t = load_tables(["tests.processors.detection.rules_fixture"])
-    sink = DetectionSink(db_url, Engine(t.rules, t.group_rules, quality=t.quality), group_id=group,
-                         checkpoint_s=0.5)
+    sink = DetectionSink(db_url, rules_engine(), group_id=group, checkpoint_s=0.5)
     return Runner(bootstrap=bootstrap, topics=TOPICS, group_id=group, sink=sink), sink
 
 
 def test_partitions_move_between_processes_without_loss_or_repeat(db_url: str, services: Any,
                                                                    det_tenant: str) -> None:
     tenant, bootstrap = det_tenant, services.kafka_bootstrap
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        for m in range(METERS):
-            conn.execute("INSERT INTO devices (tenant_id, device_id, type, mqtt_username) "
-                         "VALUES (%s, %s, 'meter', %s) ON CONFLICT DO NOTHING",
-                         (tenant, f"m{m}", f"{tenant}-m{m}"))
-    expected = _expected(tenant)
+    add_meters(db_url, tenant)
+    transitions = expected(tenant)
     group = f"det-{uuid.uuid4().hex[:8]}"
     third = READINGS_PER_METER // 3
 
     def chunk(c: int) -> list[Any]:
-        end = READINGS_PER_METER if c == 2 else (c + 1) * third
-        return [reading(tenant, f"m{m}", T0 + i * MIN, active_power_w=_power(m, i))
-                for i in range(c * third, end) for m in range(METERS)]
+        return meter_readings(tenant, c * third, READINGS_PER_METER if c == 2 else (c + 1) * third)
 
     async def wait_for(n: int, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -74,7 +68,7 @@ def test_partitions_move_between_processes_without_loss_or_repeat(db_url: str, s
             stop_a.set()  # leaves: B takes everything over
             await a
             await produce(bootstrap, chunk(2))
-            await wait_for(len(expected))
+            await wait_for(len(transitions))
             await asyncio.sleep(2)  # anything extra (a repeat) would show now
             stop_b.set()
             await b
@@ -88,15 +82,5 @@ def test_partitions_move_between_processes_without_loss_or_repeat(db_url: str, s
             sink_b.close()
 
     asyncio.run(scenario())
-    final = {t.anomaly.id: t.anomaly for t in expected}
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT id, severity, score, (extract(epoch FROM end_ts) * 1e6)::bigint FROM anomalies "
-            "WHERE tenant_id = %s AND device_id LIKE 'm%%'", (tenant,)).fetchall()
-    assert len(rows) == len(final)
-    for rid, severity, score, end_us in rows:
-        a = final[rid]
-        assert (severity, score, end_us) == (str(a.severity), a.score, a.end_us)
-    ids = [d["event_id"] for d in asyncio.run(read_anomalies(bootstrap, tenant))]
-    assert len(ids) == len(set(ids)), "a transition was produced twice"
-    assert sorted(ids) == sorted(t.event_id for t in expected)
+    assert_stored(db_url, tenant, transitions)
+    assert_produced_once(bootstrap, tenant, transitions)
