@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from maillage.api.app import create_app
-from maillage.db import lighting_savings as db
+from maillage.db import lighting_savings
+from maillage.db import retrofit as db
 from maillage.db.savings import set_factor, set_tariff
 from maillage.registry.devices import add_devices
 from maillage.registry.models import DeviceSpec, DeviceType
@@ -55,7 +56,7 @@ def tenant(conn: psycopg.Connection) -> str:
              "readings": 100, "eur_per_kwh": 0.15, "kg_co2_per_kwh": 0.06}
             for k in range(1, 41)]
     with conn.transaction():
-        db.store(conn, rows=rows)
+        lighting_savings.store(conn, rows=rows)
     return tid
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from maillage.api.deps import PrincipalDep, require_roles, tenant_scope
-from maillage.db import lighting_savings as db
+from maillage.db import retrofit as db
 from maillage.registry.models import Role
 
 router = APIRouter(prefix="/v1/savings", tags=["savings"],
