@@ -103,6 +103,21 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
+def _print_fall_latency(console: Console, doc: dict[str, Any], key: str, what: str) -> bool:
+    """The line of a fall's latency to `what` (`key`: `anomaly` or `alert` in `latency_ms`);
+    False when the run did not measure it."""
+    lat = doc["latency_ms"].get(key) or {}
+    if lat.get("p50") is None:
+        return False
+    detail = doc.get("latency_detail") or {}
+    console.print(
+        f"latency fall published -> {what} at 50 % of max: p50 {_n(lat['p50'], 1)} ms, "
+        f"p95 {_n(lat['p95'], 1)} ms, p99 {_n(lat['p99'], 1)} ms "
+        f"({detail.get(f'{key}_samples', 0)} samples); at max: p99 "
+        f"{_n((detail.get(f'{key}_at_max') or {}).get('p99'), 1)} ms")
+    return True
+
+
 def print_report(console: Console, doc: dict[str, Any]) -> None:
     """The final table: each stage against its baseline, latency, cost, verification."""
     b, e, st = doc["baselines"], doc["e2e"], doc.get("storage") or {}
@@ -127,24 +142,12 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         f"p50 {_n(lat['p50'], 1)} ms, p95 {_n(lat['p95'], 1)} ms, p99 {_n(lat['p99'], 1)} ms "
         f"({detail.get('samples', 0)} samples); at max: p50 {_n(at_max.get('p50'), 1)} ms, "
         f"p99 {_n(at_max.get('p99'), 1)} ms")
-    fall = doc["latency_ms"].get("anomaly") or {}
-    if fall.get("p50") is not None:
-        console.print(
-            f"latency fall published -> anomaly stored at 50 % of max: p50 {_n(fall['p50'], 1)} ms, "
-            f"p95 {_n(fall['p95'], 1)} ms, p99 {_n(fall['p99'], 1)} ms "
-            f"({detail.get('anomaly_samples', 0)} samples); at max: p99 "
-            f"{_n((detail.get('anomaly_at_max') or {}).get('p99'), 1)} ms")
+    if _print_fall_latency(console, doc, "anomaly", "anomaly stored"):
         parts = (detail.get("anomaly_segments") or {}).get("latency") or {}
         if parts:
             console.print("  where it went (p50 / p99 ms): " + ", ".join(
                 f"{name} {_n(p.get('p50'), 1)} / {_n(p.get('p99'), 1)}" for name, p in parts.items()))
-    alert = doc["latency_ms"].get("alert") or {}
-    if alert.get("p50") is not None:
-        console.print(
-            f"latency fall published -> alert on a coordinator's SSE stream at 50 % of max: p50 "
-            f"{_n(alert['p50'], 1)} ms, p95 {_n(alert['p95'], 1)} ms, p99 {_n(alert['p99'], 1)} ms "
-            f"({detail.get('alert_samples', 0)} samples); at max: p99 "
-            f"{_n((detail.get('alert_at_max') or {}).get('p99'), 1)} ms")
+    _print_fall_latency(console, doc, "alert", "alert on a coordinator's SSE stream")
     c = Table(title="cost per component (throughput phase)")
     for col in ("component", "CPU s / million readings", "CPU cores used", "peak memory MB (PSS)"):
         c.add_column(col, justify="right" if col != "component" else "left")
