@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,8 @@ FIRST_SPREAD_S = 3.0
 BALLAST = {"LED": 1.0, "HPS": 1.12, "MH": 1.1}
 TRUTH_CAUSES = ("dimming", "switch_off", "presence")
 """Causes of a lower level the simulator knows it applied (see `LampModel.truth`)."""
+TRUTH_NIGHTS = 62
+"""Nights of ground truth a lamp keeps (a long accelerated run does not grow without bound)."""
 
 
 def _first(start: datetime, interval: timedelta, key: str) -> datetime:
@@ -198,6 +200,7 @@ class LampModel:
         self.last: datetime | None = None
         self.override: Override | None = None
         self._truth: dict[date, dict[str, float]] = {}
+        self._night: tuple[date, datetime, datetime, tuple[datetime, datetime] | None] | None = None
 
     def command(self, override: Override | None, now: datetime) -> tuple[bool, str | None]:
         """Apply a remote order; (done, reason when failed)."""
@@ -239,10 +242,13 @@ class LampModel:
 
     def _account(self, now: datetime, hours: float, level: float, power: float, status: str) -> None:
         """Ground truth of the step ending at `now`: energy drawn, and why the level was lower."""
-        night = (now.astimezone(self.schedule.tz) - timedelta(hours=12)).date()
-        rec = self._truth.setdefault(night, {"measured_wh": 0.0} | dict.fromkeys(TRUTH_CAUSES, 0.0))
+        if self._night is None or not self._night[1] <= now < self._night[2]:
+            self._open_night(now)
+        assert self._night is not None
+        rec = self._truth[self._night[0]]
         rec["measured_wh"] += power * hours
-        if status != "ok" or level >= 100 or not self.schedule.is_dark(now):
+        span = self._night[3]
+        if status != "ok" or level >= 100 or span is None or not span[0] <= now < span[1]:
             return
         # The simulator knows why: a presence-driven street, else the commune's cut-off or dimming
         # window, else a remote order.
@@ -251,6 +257,19 @@ class LampModel:
         else:
             cause = "switch_off" if level <= 0 else "dimming"
         rec[cause] += (self.power_w(100) - power) * hours
+
+    def _open_night(self, now: datetime) -> None:
+        """The night (local noon to noon) holding `now`, its switch-on and -off; old ones dropped."""
+        tz = self.schedule.tz
+        night = (now.astimezone(tz) - timedelta(hours=12)).date()
+        # UTC bounds: comparing times of one zone is cheap, of two zones is not.
+        noon = datetime.combine(night, time(12), tz).astimezone(UTC)
+        end = datetime.combine(night + timedelta(days=1), time(12), tz).astimezone(UTC)
+        self._night = (night, noon, end, self.schedule.night(night))
+        if night not in self._truth:
+            self._truth[night] = {"measured_wh": 0.0} | dict.fromkeys(TRUTH_CAUSES, 0.0)
+            for old in sorted(self._truth)[:-TRUTH_NIGHTS]:
+                del self._truth[old]
 
     def truth(self) -> dict[date, dict[str, float]]:
         """What the lamp really did per night it simulated (local noon to noon), in Wh.
