@@ -189,6 +189,9 @@ def gateway(instance: Annotated[int | None, typer.Option(
         database_url=database_url(settings), client_id=gateway_client_id(instance),
         max_future=timedelta(seconds=settings.max_future_s),
         kafka_idempotence=kafka_idempotence(settings),
+        # The only gateway of `maillage up` holds a plain subscription: Mosquitto 2.0 restores it
+        # from its store after a restart, not a shared one (docs/reliability.md, fault suite).
+        shared=instance is None or settings.gateway_processes > 1,
     )
     _serve(Gateway(config).run, "gateway", settings)
 
