@@ -30,6 +30,7 @@ from maillage.api.routes import (
     readings,
     rejected,
     retrofit,
+    savings,
     tokens,
 )
 from maillage.opendata.exports import DEFAULT_MIN_HOUSEHOLDS
@@ -83,6 +84,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.include_router(commands.router)
     app.include_router(lighting.router)
     app.include_router(retrofit.router)  # before savings: /v1/savings/retrofit is not a savings path
+    app.include_router(savings.router)
     app.include_router(peaks.router)
     app.include_router(opendata.router)
     app.include_router(ngsi_ld.router)

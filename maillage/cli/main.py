@@ -21,6 +21,7 @@ from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.cli.eval import eval_app
 from maillage.cli.opendata import opendata_app
+from maillage.cli.savings import savings_app
 from maillage.cli.simulate import simulate
 from maillage.cli.tokens import tokens_app
 from maillage.config import Settings
@@ -43,6 +44,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(broker_app, name="broker")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(savings_app, name="savings")
 app.add_typer(opendata_app, name="opendata")
 app.add_typer(dashboards_app, name="dashboards")
 
@@ -356,6 +358,22 @@ def processor_maintenance(data_dir: DataDir = None) -> None:
 
     settings = settings_for(data_dir, "maintenance")
     _serve(Maintenance(database_url(settings)).run, "maintenance", settings)
+
+
+@processor_app.command("savings")
+@clean_errors
+def processor_savings(
+        data_dir: DataDir = None,
+        every: Annotated[float, typer.Option(
+            envvar="MAILLAGE_SAVINGS_EVERY_S",
+            help="Seconds between passes of the savings job.")] = 900.0,
+) -> None:
+    """Run the savings job periodically (metered projects whose data changed, then lighting)."""
+    from maillage.processors.savings.job import SavingsJob
+    from maillage.stack.state import database_url
+
+    settings = settings_for(data_dir, "savings")
+    _serve(SavingsJob(database_url(settings), every_s=every).run, "savings", settings)
 
 
 @app.command()

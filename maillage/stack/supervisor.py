@@ -138,6 +138,9 @@ class Supervisor:
                                        logs / f"storage-{i}.log", env=env))
         self._child(ManagedProcess("maintenance", _maillage("processor", "maintenance", *dd),
                                    logs / "maintenance.log", env=env))
+        # Metered (CalTRACK, opendsm) and lighting savings, recomputed when their data changed.
+        self._child(ManagedProcess("savings", _maillage("processor", "savings", *dd),
+                                   logs / "savings.log", env=env))
         # One detection process: group rules need a dwelling's or cabinet's devices together.
         self._child(ManagedProcess("detection", _maillage("processor", "detection", *dd),
                                    logs / "detection.log", env=env))

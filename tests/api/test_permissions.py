@@ -99,6 +99,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/ngsi-ld/v1/entities"): Rule(OPEN_DATA_READERS),
     ("GET", "/ngsi-ld/v1/entities/{entity_id}"): Rule(OPEN_DATA_READERS),
     ("GET", "/v1/me"): Rule(ANY_ROLE, ("own",)),
+    ("GET", "/v1/savings"): Rule(ENERGY),
+    ("GET", "/v1/savings/projects"): Rule(ENERGY),
+    ("POST", "/v1/savings/projects"): Rule(ENERGY),
+    ("GET", "/v1/savings/report"): Rule(ENERGY),
     ("POST", "/v1/devices/{device_id}/commands"): Rule(ENERGY, ITEMS, care_scoped=True,
                                                        care_denied=True),
     ("POST", "/v1/groups/{group_id}/commands"): Rule(ENERGY),
@@ -258,6 +262,12 @@ def _request(m: Matrix, method: str, path: str, target: str,
         body = {"device_id": f"new-{uuid.uuid4().hex[:8]}", "type": "meter"}
     if path.endswith("/comments"):
         body = {"text": "on my way"}
+    if path == "/v1/savings/projects" and method == "POST":
+        body = {"name": f"p-{uuid.uuid4().hex[:8]}", "meter": "meter-1",
+                "baseline_start": "2026-01-01", "baseline_end": "2026-06-01",
+                "reporting_start": "2026-07-01", "temperature_station": "station-1"}
+    if path == "/v1/savings/report":
+        params.update(commune=m.communes[target], month="2026-11")
     if path.startswith("/ngsi-ld/"):
         if "{entity_id}" in path:
             lamp = "lamp-1" if target == "own" else "lamp-9"
