@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from maillage.db import savings
 from maillage.db.lighting_savings import system_power_w
 
 SODIUM = ("HPS", "SHP")
@@ -136,7 +135,10 @@ def _prices(conn: psycopg.Connection, *, tenant: str, today: date, rows: Sequenc
         factor = sum(r["kg_co2"] or 0.0 for r in rows) / measured
         sources.append("co2: stored nights")
     if price is None or factor is None:
-        # The tenant's tariffs and factors through the savings module (ordered by date).
+        # The tenant's tariffs and factors through the savings module (ordered by date); imported
+        # here so that the rest of the what-if does not depend on that module's tables.
+        from maillage.db import savings
+
         tariff = [t for t in savings.list_tariffs(conn=conn, tenant=tenant)
                   if t["valid_from"] <= today][-1:]
         if price is None and tariff and tariff[0]["base_eur_kwh"] is not None:
