@@ -1,5 +1,6 @@
 """Meters: load curves (15-minute mean power per district), peaks against subscribed power, and
-the declared peak windows with the lighting's power during them (demand response)."""
+metered savings of projects, and the declared peak windows with the lighting's power during
+them (demand response)."""
 
 from __future__ import annotations
 
@@ -21,5 +22,6 @@ def build() -> gdash.Dashboard:
             .with_panel(table_panel("Anomalies des compteurs", "meters_anomalies", w=8))
             .with_panel(timeseries_panel("Compteurs au-dessus de leur puissance souscrite",
                                          "meters_over_subscribed", w=24, bars=True))
+            .with_panel(table_panel("Économies mesurées des projets (CalTRACK)", "meters_savings", w=24))
             .with_panel(table_panel("Effacements déclarés : éclairage pendant la pointe et la veille",
                                     "meters_peak_windows", w=24)))

@@ -137,6 +137,17 @@ WHERE a.tenant_id = {TENANT} AND d.type = 'meter' AND {in_communes('d.commune')}
   AND $__timeFilter(a.start_ts)
 GROUP BY 1 ORDER BY 2 DESC""", main=True),
 
+    # Metered savings (CalTRACK): avoided = predicted by the baseline model - observed.
+    PanelQuery("meters_savings", f"""
+SELECT s.project AS "projet", s.meter AS "compteur", s.commune, s.status AS "état du calcul",
+       count(*) AS "jours", round(sum(s.observed_kwh)::numeric, 1) AS "mesuré (kWh)",
+       round(sum(s.predicted_kwh)::numeric, 1) AS "prévu sans action (kWh)",
+       round(sum(s.avoided_kwh)::numeric, 1) AS "évité (kWh)", round(sum(s.eur)::numeric, 2) AS "évité (€)",
+       round(sum(s.kg_co2)::numeric, 1) AS "CO2 évité (kg)"
+FROM grafana.metered_savings s
+WHERE s.tenant_id = {TENANT} AND {in_communes('s.commune')}
+  AND s.day >= $__timeFrom()::date AND s.day <= $__timeTo()::date
+GROUP BY s.project_id, s.project, s.meter, s.commune, s.status ORDER BY 1""", main=True),
     # Demand response: the lighting's mean power in the window against the same hours the day
     # before (the effect of the dimming).
     PanelQuery("meters_peak_windows", f"""

@@ -138,6 +138,9 @@ def test_values_on_the_demo_data(reader: psycopg.Connection, world: World) -> No
     savings = {r[0]: r for r in _run(reader, QUERIES["lighting_savings_per_commune"].sql, world)}
     assert set(savings) == {VITRE, HERMITAGE}
     assert savings[VITRE][1] > 0 and savings[VITRE][4] > 0  # HPS 150 W replaced by LED 70 W
+    project = _run(reader, QUERIES["meters_savings"].sql, world)
+    assert [(r[0], r[1], r[4], float(r[7]), float(r[8])) for r in project] == [
+        ("Mairie isolée", "linky-1", 3, 30.0, 6.0)]
     window = _run(reader, QUERIES["meters_peak_windows"].sql, world)
     assert [(r[2], r[3], r[4]) for r in window] == [("commune", VITRE, 50)]
     # Vitré's three lamps lit at 18:00-20:00 (UTC), and the evening before

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from maillage.db import alerting, detection, peak_windows, rollups
+from maillage.db import alerting, detection, peak_windows, rollups, savings
 from maillage.db.writer import (
     DeviceIds,
     LastSeen,
@@ -120,6 +120,21 @@ def _alert(conn: psycopg.Connection, tenant: str, device: str, kind: Kind, sever
     alerting.add_event(conn=conn, alert_id=alert_id, action="opened")
 
 
+def _metered_project(conn: psycopg.Connection, tenant: str, now: datetime) -> None:
+    """A savings project on linky-1 and a result as the savings job stores it (the CalTRACK model
+    itself needs a year of baseline: its output is given here)."""
+    today = now.date()
+    project = savings.add_project(conn=conn, tenant=tenant, name="Mairie isolée", meter="linky-1",
+                                  baseline_start=today - timedelta(days=8),
+                                  baseline_end=today - timedelta(days=4),
+                                  reporting_start=today - timedelta(days=4), reporting_end=None,
+                                  temperature_station="demo")
+    days = [(today - timedelta(days=k), 30.0, 40.0, 10.0, 2.0, 0.5, None, None, "test")
+            for k in range(1, 4)]
+    savings.store_result(conn=conn, project_id=project["id"], fingerprint="test", status="ok",
+                         method="caltrack-daily", days=days)
+
+
 async def _peak_window(db_url: str, tenant: str, now: datetime) -> None:
     """A demand-response window declared on Vitré two evenings ago (as the API declares it)."""
     start = (now - timedelta(days=2)).replace(hour=18, minute=0, second=0, microsecond=0)
@@ -178,5 +193,6 @@ def make_world(db_url: str) -> World:
         while rollups.refresh_rollups(conn):
             pass
         lighting_savings.compute(conn, tenant_id=tenant)
+        _metered_project(conn, tenant, now)
     asyncio.run(_peak_window(db_url, tenant, now))
     return world

@@ -108,6 +108,16 @@ CREATE VIEW grafana.lighting_savings WITH (security_barrier) AS
            other_wh, eur_per_kwh, kg_co2_per_kwh
     FROM lighting_savings WHERE tenant_id IN (SELECT id FROM grafana.tenants);
 
+-- Metered savings (migration 0016): each project's reporting days with its meter's areas.
+CREATE VIEW grafana.metered_savings WITH (security_barrier) AS
+    SELECT p.id AS project_id, p.tenant_id, p.name AS project, d.device_id AS meter, d.commune,
+           d.district, d.site, r.status, x.day, x.observed_kwh, x.predicted_kwh, x.avoided_kwh,
+           x.eur, x.kg_co2
+    FROM savings_projects p
+    JOIN grafana.devices d ON d.pk = p.device_pk
+    LEFT JOIN savings_metered_results r ON r.project_id = p.id
+    JOIN savings_metered_days x ON x.project_id = p.id;
+
 -- Declared peak windows (demand response, migration 0018), without who declared them.
 CREATE VIEW grafana.peak_windows WITH (security_barrier) AS
     SELECT id, tenant_id, area, name, start_ts, end_ts, level,
