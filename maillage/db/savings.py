@@ -10,7 +10,6 @@ opendsm's `ReportingMetrics` for daily models; see `processors/savings/metered.p
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from maillage.db import rollups
+from maillage.db import lighting_savings, rollups
 
 LEVELS = ("commune", "district", "site")
 
@@ -360,18 +359,10 @@ def metered_summary(*, conn: psycopg.Connection, tenant: str, level: str | None,
 
 def lighting_summary(*, conn: psycopg.Connection, tenant: str, level: str | None,
                      name: str | None, start: date | None, end: date | None) -> list[dict[str, Any]]:
-    """Lighting savings by cause, from `maillage.db.lighting_savings` (built alongside; empty
-    while its read function is not there): rows {cause, kwh, eur, kg_co2}."""
-    try:
-        module = importlib.import_module("maillage.db.lighting_savings")
-    except ImportError:
-        return []
-    by_cause = getattr(module, "by_cause", None)
-    if by_cause is None:
-        return []
-    rows: list[dict[str, Any]] = by_cause(conn=conn, tenant=tenant, level=level, name=name,
-                                          start=start, end=end)
-    return rows
+    """Lighting savings by cause over [start, end) (`db.lighting_savings.by_cause`): rows
+    {cause, kwh, eur, kg_co2, …}, none when the area has no lamp-night."""
+    return lighting_savings.by_cause(conn=conn, tenant=tenant, level=level, name=name,
+                                     start=start, end=end)
 
 
 def tenant_timezone(*, conn: psycopg.Connection, tenant: str) -> str:

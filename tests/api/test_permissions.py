@@ -263,7 +263,8 @@ def _request(m: Matrix, method: str, path: str, target: str,
     if path.endswith("/comments"):
         body = {"text": "on my way"}
     if path == "/v1/savings/projects" and method == "POST":
-        body = {"name": f"p-{uuid.uuid4().hex[:8]}", "meter": "meter-1",
+        meter = "meter-1" if target == "own" else "meter-9"
+        body = {"name": f"p-{uuid.uuid4().hex[:8]}", "meter": meter,
                 "baseline_start": "2026-01-01", "baseline_end": "2026-06-01",
                 "reporting_start": "2026-07-01", "temperature_station": "station-1"}
     if path == "/v1/savings/report":
