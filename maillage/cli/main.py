@@ -20,6 +20,7 @@ from maillage.cli.dashboards import dashboards_app
 from maillage.cli.devices import devices_app
 from maillage.cli.dlq import dlq_app
 from maillage.cli.eval import eval_app
+from maillage.cli.lighting import lighting_app
 from maillage.cli.opendata import opendata_app
 from maillage.cli.savings import savings_app
 from maillage.cli.simulate import simulate
@@ -44,6 +45,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(broker_app, name="broker")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(lighting_app, name="lighting")
 app.add_typer(savings_app, name="savings")
 app.add_typer(opendata_app, name="opendata")
 app.add_typer(dashboards_app, name="dashboards")

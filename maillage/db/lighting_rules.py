@@ -74,3 +74,28 @@ def take_due_lowering(*, conn: psycopg.Connection) -> list[dict[str, Any]]:
         " SELECT id FROM lighting_rules WHERE raised_until <= now() FOR UPDATE SKIP LOCKED) "
         f"RETURNING {COLUMNS}")
     return list(cur.fetchall())
+
+
+# -- the CLI (synchronous) ------------------------------------------------------------------------
+
+def create_rule_sync(*, conn: psycopg.Connection, tenant: str, area: str, name: str, level: float,
+                     night_level: float, hold_s: float, created_by: str) -> dict[str, Any] | None:
+    """`create_rule` for the CLI."""
+    cur = conn.cursor(row_factory=dict_row).execute(
+        "INSERT INTO lighting_rules (tenant_id, area, name, level, night_level, hold_s, created_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, area, name) DO NOTHING "
+        f"RETURNING {COLUMNS}", (tenant, area, name, level, night_level, hold_s, created_by))
+    return cur.fetchone()
+
+
+def list_rules_sync(*, conn: psycopg.Connection, tenant: str | None) -> list[dict[str, Any]]:
+    """`list_rules` for the CLI."""
+    cur = conn.cursor(row_factory=dict_row).execute(
+        f"SELECT {COLUMNS} FROM lighting_rules WHERE (%(t)s::text IS NULL OR tenant_id = %(t)s) "
+        "ORDER BY id", {"t": tenant})
+    return list(cur.fetchall())
+
+
+def delete_rule_sync(*, conn: psycopg.Connection, rule_id: int) -> bool:
+    """Delete a rule by id; False when there is none."""
+    return conn.execute("DELETE FROM lighting_rules WHERE id = %s", (rule_id,)).rowcount > 0
