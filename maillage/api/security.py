@@ -19,8 +19,8 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
-from starlette.middleware.base import RequestResponseEndpoint
+from fastapi import FastAPI, HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maillage.registry.tokens import Principal
 
@@ -73,12 +73,26 @@ def log_refusal(request: Request | None, *, status: int, reason: str, message: s
     log.warning("refused %s", json.dumps(doc))
 
 
+class RefusalLog:
+    """ASGI middleware: logs the 401 and 403 answers that no `Refused` logged already (a route's
+    own HTTPException). Pure ASGI, so streamed answers (the alert stream) pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (401, 403):
+                log_refusal(Request(scope), status=message["status"], reason="refused")
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
 def install(app: FastAPI) -> None:
     """Also log the 401 and 403 answers a route raised as a plain HTTPException."""
-
-    @app.middleware("http")
-    async def _refusals(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        if response.status_code in (401, 403):
-            log_refusal(request, status=response.status_code, reason="refused")
-        return response
+    app.add_middleware(RefusalLog)

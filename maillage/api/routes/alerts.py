@@ -272,7 +272,8 @@ async def comment_alert(alert_id: int, body: CommentIn, conn: ConnDep,
     return await _act(conn, p, alert_id, "commented", {"comment": body.text})
 
 
-@stream_router.get("/stream", response_class=EventSourceResponse)
+@stream_router.get("/stream", response_class=EventSourceResponse, responses={
+    200: {"description": "An endless server-sent event stream", "content": {"text/event-stream": {}}}})
 async def stream_alerts(
     request: Request, p: ReleasedPrincipalDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from maillage.api.access_log import record_care_access
 from maillage.api.deps import ConnDep, PrincipalDep, device_types_visible, require_roles
 from maillage.api.schemas import DeviceOut, DeviceStatusOut, Page
+from maillage.api.security import log_refusal
 from maillage.db import devices as db_devices
 from maillage.registry.models import DeviceCredentials, DeviceSpec, Role
 from maillage.registry.tokens import Principal
@@ -27,6 +28,8 @@ async def find_device(conn: ConnDep, p: Principal, device_id: str,
     """The device visible to `p` (404 otherwise: another tenant's device does not exist for it)."""
     tenant = tenant or p.tenant
     if tenant is not None and not p.can_see_tenant(tenant):
+        log_refusal(None, status=404, reason="other_tenant", principal=p,
+                    message=f"device {device_id!r} of tenant {tenant!r}")
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
     rows = await db_devices.find_devices(conn=conn, device_id=device_id, tenant=tenant)
     if tenant is None and len(rows) > 1:  # an all-tenants admin: the id must be unambiguous
