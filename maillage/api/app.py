@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from maillage import __version__
-from maillage.api import errors
+from maillage.api import errors, security
 from maillage.api.routes import (
     access_log,
     alerts,
@@ -70,6 +70,7 @@ def create_app(database_url: str, *, register_devices: RegisterFn | None = None,
     app.state.token_recheck_s = token_recheck_s
     app.state.opendata_min_households = opendata_min_households
     errors.install(app)
+    security.install(app)  # 401/403 a route raised itself: logged with who and what
     app.include_router(health.router)
     app.include_router(devices.router)
     app.include_router(readings.router)
