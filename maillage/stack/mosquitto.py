@@ -26,6 +26,9 @@ what a SIGKILL of the broker can lose (docs/reliability.md)."""
 MAX_INFLIGHT = 10_000
 """Unacknowledged QoS 1 messages in flight per client (the gateway's receive maximum at most)."""
 GATEWAY_ROLE = "maillage-gateway"
+LOG_DENIED_ENV = "MAILLAGE_MQTT_LOG_DENIED"
+"""Set to 1: the broker logs refused publications and subscriptions (and connections), see
+`render_config`."""
 PENDING_GATEWAY = "pending-gateway"
 
 
@@ -57,7 +60,7 @@ class MqttCredentials:
 
 def render_config(*, directory: Path, port: int, host: str = "127.0.0.1",
                   tls_port: int | None = None, tls: TlsFiles | None = None,
-                  autosave_interval: int = AUTOSAVE_S) -> str:
+                  autosave_interval: int = AUTOSAVE_S, log_denied: bool = False) -> str:
     """mosquitto.conf for the embedded broker.
 
     Queue limits are set on purpose: `max_queued_messages 0` (no limit) so that QoS 1 messages queued
@@ -69,6 +72,12 @@ def render_config(*, directory: Path, port: int, host: str = "127.0.0.1",
     docs/benchmarks.md). It is also the receive maximum MQTT v5 devices are given.
     With `tls_port`, a second listener speaks MQTT over TLS (1.2 at least) with the `tls` files;
     the same accounts and ACLs apply. `autosave_interval`: see docs/reliability.md.
+    `log_denied`: Mosquitto 2.0 logs a refused PUBLISH (`Denied PUBLISH from <client id> ...
+    '<topic>'`) only at `log_type debug`, which also logs every message (a cost at high rates):
+    off by default, on with MAILLAGE_MQTT_LOG_DENIED=1. With it, every subscription is logged
+    (`<client id> <qos> <filter>`: its ACL file grants any SUBSCRIBE and enforces `topic read`
+    when delivering, so a device subscribed outside its `down/#` receives nothing), and
+    connections too (client id -> username).
     """
     user_line = "user root" if os.geteuid() == 0 else ""
     tls_lines = ""
@@ -100,7 +109,9 @@ log_dest file {directory}/mosquitto.log
 log_type error
 log_type warning
 log_type notice
-connection_messages false
+{"log_type debug" if log_denied else ""}
+{"log_type subscribe" if log_denied else ""}
+connection_messages {"true" if log_denied else "false"}
 """
 
 
@@ -143,8 +154,10 @@ def prepare(directory: Path, port: int, *, tls_port: int | None = None,
         tls = TlsFiles.of(tls_dir or directory / "tls")
         if not tls.exist():  # the operator's own files are used as they are
             tls = generate(tls.ca.parent, ["localhost", "127.0.0.1"])
+    log_denied = os.environ.get(LOG_DENIED_ENV, "").lower() in ("1", "true", "yes")
     (directory / "mosquitto.conf").write_text(render_config(directory=directory, port=port,
-                                                            tls_port=tls_port, tls=tls))
+                                                            tls_port=tls_port, tls=tls,
+                                                            log_denied=log_denied))
     return creds
 
 
