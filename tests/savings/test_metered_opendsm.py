@@ -315,3 +315,29 @@ def test_missing_temperature_is_reported_not_raised(world: World) -> None:
     assert "temperature" in job["insufficient"][pid]
     listed = world.http.get("/v1/savings/projects", headers=world.headers).json()["items"]
     assert {p["name"]: p["status"] for p in listed}["sans meteo"] == "insufficient"
+
+
+def test_a_weather_device_gives_the_same_savings(world: World, reference: Reference) -> None:
+    """The other temperature source: a device's temperature_c readings, stored by the storage
+    writer, give the same avoided energy as the imported station."""
+    with psycopg.connect(world.db_url, autocommit=True) as conn:
+        register(conn, [(world.tenant, DeviceSpec(device_id="meteo-1", type="luminosity",
+                                                  commune=COMMUNE))], dynsec=None)
+        rx = _us(datetime.now(UTC))
+        msgs = [(world.tenant, "meteo-1", _us(ts.to_pydatetime()), rx, None,
+                 {"temperature_c": (v - 32) * 5 / 9})
+                for ts, v in reference.temp_f.items() if not math.isnan(v)]
+        with conn.transaction():
+            write_readings(conn, msgs, DeviceIds(), MetricIds(), LastSeen())
+    r = world.http.post("/v1/savings/projects", headers=world.headers, json={
+        "name": "Mairie (capteur)", "meter": "compteur-mairie",
+        "baseline_start": reference.baseline[0].isoformat(),
+        "baseline_end": reference.baseline[1].isoformat(),
+        "reporting_start": reference.reporting[0].isoformat(),
+        "reporting_end": reference.reporting[1].isoformat(), "temperature_device": "meteo-1"})
+    assert r.status_code == 201, r.text
+    job = _cli(world.env, "savings", "compute", "--tenant", world.tenant)
+    assert job["computed"] == [r.json()["id"]]
+    projects = {p["name"]: p for p in _savings(world)["metered"]["projects"]}
+    assert projects["Mairie (capteur)"]["kwh"] == pytest.approx(
+        projects[world.project]["kwh"], rel=1e-9)
