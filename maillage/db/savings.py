@@ -247,12 +247,17 @@ def fingerprint(*, conn: psycopg.Connection, project: dict[str, Any], end: date)
 def daily_energy_kwh(*, conn: psycopg.Connection, device_pk: int, metric: str, tz: str,
                      start: date, end: date) -> dict[date, float]:
     """kWh per local day in [start, end) from the meter's index (the daily rollups, refreshed
-    first: the energy between the index at each local midnight, interpolated where needed)."""
+    first: the energy between the index at each local midnight, interpolated where needed).
+    Only days strictly between the first and the last day holding a reading: those two are
+    partial (bounds from the daily rollups, which outlive the raw readings)."""
     rollups.refresh_devices(conn, [device_pk])
     rows = conn.execute(
-        "SELECT (r.bucket AT TIME ZONE %(tz)s)::date, r.energy FROM rollup_1d r "
-        "JOIN metrics m ON m.id = r.metric_id WHERE r.device_pk = %(pk)s AND m.name = %(metric)s "
-        "AND r.bucket >= %(start)s AND r.bucket < %(end)s AND r.energy IS NOT NULL",
+        "WITH d AS (SELECT r.bucket, r.energy, r.n FROM rollup_1d r "
+        " JOIN metrics m ON m.id = r.metric_id WHERE r.device_pk = %(pk)s AND m.name = %(metric)s), "
+        "span AS (SELECT min(bucket) AS lo, max(bucket) AS hi FROM d WHERE n > 0) "
+        "SELECT (d.bucket AT TIME ZONE %(tz)s)::date, d.energy FROM d CROSS JOIN span "
+        "WHERE d.bucket >= %(start)s AND d.bucket < %(end)s AND d.energy IS NOT NULL "
+        "AND d.bucket > span.lo AND d.bucket < span.hi",
         {"tz": tz, "pk": device_pk, "metric": metric, "start": _local(start, tz),
          "end": _local(end, tz)}).fetchall()
     return {d: e / 1000.0 for d, e in rows}
