@@ -10,7 +10,8 @@ opendsm's `ReportingMetrics` for daily models; see `processors/savings/metered.p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from psycopg.types.json import Jsonb
 from maillage.db import lighting_savings, rollups
 
 LEVELS = ("commune", "district", "site")
+LOCK_CLASS = 0x5356  # advisory lock keys (LOCK_CLASS, project id): one computation at a time
 
 
 class ProjectConflict(ValueError):
@@ -279,6 +281,20 @@ def temperatures_c(*, conn: psycopg.Connection, project: dict[str, Any], start: 
             "WHERE r.device_pk = %s AND m.name = 'temperature_c' AND r.ts >= %s AND r.ts < %s "
             "ORDER BY r.ts", (project["temperature_device_pk"], lo, hi)).fetchall()
     return [(ts, float(v)) for ts, v in rows]
+
+
+@contextmanager
+def project_lock(*, conn: psycopg.Connection, project_id: int) -> Iterator[bool]:
+    """Try to hold a project for computing (session lock, released on exit): False when another
+    savings process is computing it now."""
+    key = (LOCK_CLASS, project_id % 2**31)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
+    got = bool(row and row[0])
+    try:
+        yield got
+    finally:
+        if got:
+            conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
 
 
 def store_result(*, conn: psycopg.Connection, project_id: int, fingerprint: str, status: str,

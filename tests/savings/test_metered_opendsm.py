@@ -250,6 +250,16 @@ def test_job_skips_unchanged_data_and_a_later_tariff_leaves_past_savings(world: 
     assert after["kwh"] == pytest.approx(before["kwh"], rel=1e-9)
 
 
+def test_a_project_computed_elsewhere_is_left_alone(world: World) -> None:
+    """Two savings processes (or a one-shot compute beside the processor) never compute one
+    project at once: the second leaves it, and says so."""
+    with psycopg.connect(world.db_url, autocommit=True) as other, \
+            db.project_lock(conn=other, project_id=world.project_id) as held:
+        assert held
+        job = _cli(world.env, "savings", "compute", "--tenant", world.tenant, "--force")
+    assert job["busy"] == [world.project_id] and job["computed"] == []
+
+
 def test_window_area_and_csv(world: World, reference: Reference) -> None:
     """A window sums its days (its uncertainty smaller than the year's); another commune has
     nothing; CSV has one row per cause."""

@@ -36,12 +36,13 @@ class JobReport:
 
     computed: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)
     insufficient: dict[int, str] = field(default_factory=dict)
     lighting_rows: int | None = None
     lighting_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"computed": self.computed, "unchanged": self.unchanged,
+        return {"computed": self.computed, "unchanged": self.unchanged, "busy": self.busy,
                 "insufficient": {str(k): v for k, v in self.insufficient.items()},
                 "lighting_rows": self.lighting_rows, "lighting_error": self.lighting_error}
 
@@ -51,7 +52,11 @@ def run_once(conn: psycopg.Connection, *, tenant: str | None = None, force: bool
     """One pass over the projects of `tenant` (every tenant when None), then lighting."""
     report = JobReport()
     for project in db.projects_for_job(conn=conn, tenant=tenant):
-        _metered_project(conn, project, force=force, today=today, report=report)
+        with db.project_lock(conn=conn, project_id=int(project["id"])) as mine:
+            if mine:  # else another savings process is computing it now
+                _metered_project(conn, project, force=force, today=today, report=report)
+            else:
+                report.busy.append(int(project["id"]))
     _lighting(conn, tenant=tenant, report=report)
     return report
 
