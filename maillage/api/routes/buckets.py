@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -41,9 +42,12 @@ async def device_buckets(request: Request, *, device_pk: int, metric: str | None
 
 
 def as_csv(items: list[dict[str, Any]], filename: str) -> PlainTextResponse:
-    """A CSV download of list items."""
+    """A CSV download of list items; the file name keeps letters, digits, `.`, `_` and `-` only
+    (an area name from the path may hold anything, and a control character in a header made the
+    server drop the connection: found by schemathesis)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
     return PlainTextResponse(rows_to_csv(items), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{safe}"'})
 
 
 @router.get("/{level}/{name}/readings", dependencies=[require_roles(Role.ADMIN, Role.ENERGY_MANAGER)])
