@@ -5,7 +5,9 @@ the lamps with readings in both periods: before = the window's length (at most a
 one second before its start; during = from one second after the dimming command was
 acknowledged by every lamp (else a quarter of the window, at most a minute, after the start)
 to the end (or now). Readings carry whole-second times, so the one-second margins keep a
-reading taken across a switch out of both periods.
+reading taken across a switch out of both periods; and a reading counts only if it was also
+received within its period (before: received before the start; during: before the end): a
+device that publishes late reports its state when it sends, not when its reading says.
 """
 
 from __future__ import annotations
@@ -76,15 +78,18 @@ async def measured_shed(*, conn: psycopg.AsyncConnection, tenant: str, devices: 
         return None
     cur = await conn.execute(
         "WITH per AS (SELECT r.device_pk, "
-        "  avg(r.value) FILTER (WHERE r.ts >= %(b0)s AND r.ts < %(b1)s) AS before_w, "
-        "  avg(r.value) FILTER (WHERE r.ts >= %(d0)s AND r.ts < %(d1)s) AS during_w "
+        "  avg(r.value) FILTER (WHERE r.ts >= %(b0)s AND r.ts < %(b1)s "
+        "                       AND r.received_at < %(start)s) AS before_w, "
+        "  avg(r.value) FILTER (WHERE r.ts >= %(d0)s AND r.ts < %(d1)s "
+        "                       AND r.received_at < %(d1)s) AS during_w "
         "  FROM readings r JOIN devices d ON d.pk = r.device_pk "
         "  WHERE d.tenant_id = %(t)s AND d.device_id = ANY(%(devices)s) "
         "  AND r.metric_id = (SELECT id FROM metrics WHERE name = 'lamp_power_w') "
         "  AND r.ts >= %(b0)s AND r.ts < %(d1)s GROUP BY r.device_pk) "
         "SELECT count(*), sum(before_w), sum(during_w) FROM per "
         "WHERE before_w IS NOT NULL AND during_w IS NOT NULL",
-        {"b0": b0, "b1": b1, "d0": d0, "d1": d1, "t": tenant, "devices": list(devices)})
+        {"b0": b0, "b1": b1, "d0": d0, "d1": d1, "start": window["start_ts"], "t": tenant,
+         "devices": list(devices)})
     row = await cur.fetchone()
     if row is None or not row[0]:
         return None

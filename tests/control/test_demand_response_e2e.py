@@ -18,7 +18,9 @@ def test_peak_window_sheds_the_expected_kw(lighting: LightingWorld) -> None:
     r = lighting.post(f"/v1/groups/commune:{COMMUNE}/commands", {"cmd": "auto"})
     assert lighting.wait_command(r.json()["id"])["state"] == "done"  # every lamp at 100 % now
     # The shed is measured over the window's length before it (minus 1 s) against the window.
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    # The before period starts 2 s from now: a simulated reading is stamped up to its interval
+    # (0.5 s) after the lamp's state it carries was taken.
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=7)
     end = start + timedelta(seconds=5)
     r = lighting.post("/v1/peak-windows", {"area": "commune", "name": COMMUNE, "level": LEVEL,
                                            "start": start.isoformat(), "end": end.isoformat()})
