@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class DeviceType(StrEnum):
@@ -58,7 +58,7 @@ class DeviceSpec(BaseModel):
     building: str | None = None
     dwelling: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
-    expected_interval_s: int | None = Field(default=None, gt=0)
+    expected_interval_s: int | None = Field(default=None, gt=0, lt=2**31)  # an SQL integer
     installed_at: datetime | None = None
 
     @field_validator("device_id")
@@ -69,6 +69,23 @@ class DeviceSpec(BaseModel):
                 "device id: 1-128 characters, letters, digits and _ . : - (not starting with one)"
             )
         return v
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> DeviceSpec:
+        """PostgreSQL stores no NUL character in text or JSON: refused here (422), not a 500."""
+        if _has_nul(self.model_dump()):
+            raise ValueError("text and meta may not contain the NUL character (\\u0000)")
+        return self
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class DeviceCredentials(BaseModel):
