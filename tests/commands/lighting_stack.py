@@ -27,8 +27,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 
+from maillage.registry.devices import register
+from maillage.registry.models import DeviceSpec
+from maillage.registry.tokens import create_token
 from maillage.simulators.scenario import LightingPolicy
 from maillage.simulators.streetlights import Schedule
 from tests.e2e.conftest import Stack, maillage_cmd, wait_until
@@ -66,6 +70,17 @@ class LightingWorld:
     streets: dict[str, list[str]]
     nominal_w: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_device(self, device_id: str, type_: str, **meta: Any) -> None:
+        """Register a device straight in the registry (no MQTT access: it never connects)."""
+        with psycopg.connect(self.stack.db(), autocommit=True) as conn:
+            register(conn, [(self.tenant, DeviceSpec(device_id=device_id, type=type_, meta=meta))],
+                     None)
+
+    def make_token(self, role: str) -> str:
+        """A token of the tenant, straight from the registry."""
+        with psycopg.connect(self.stack.db(), autocommit=True) as conn:
+            return create_token(conn, tenant=self.tenant, role=role)
 
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}"}

@@ -54,8 +54,7 @@ def test_dimming_a_street_reaches_the_lamps_and_their_readings(lighting: Lightin
 def test_a_device_that_never_answers_fails_after_its_retries(lighting: LightingWorld) -> None:
     """A registered lamp with no controller online: sent three times (ack waits 0.6, 1.2,
     2.4 s), then `failed` with the reason; the audit list shows it failed."""
-    lighting.stack.cli("devices", "add", "--tenant", lighting.tenant, "--id", "ghost-lamp",
-                       "--type", "streetlight", "--json")
+    lighting.add_device("ghost-lamp", "streetlight")
     r = lighting.post("/v1/devices/ghost-lamp/commands", {"cmd": "dim", "level": 30})
     assert r.status_code == 202, r.text
     cmd = lighting.wait_command(r.json()["id"], timeout=40)
@@ -78,7 +77,7 @@ def test_bad_commands_are_refused_with_a_reason(lighting: LightingWorld) -> None
     for path, body, code, words in cases:
         r = lighting.post(path, body)
         assert r.status_code == code and words in r.text, (path, body, r.status_code, r.text)
-    care = lighting.stack.token(lighting.tenant, "care_coordinator")
+    care = lighting.make_token("care_coordinator")
     r = lighting.post("/v1/devices/ghost-lamp/commands", {"cmd": "on"}, token=care)
     assert r.status_code == 403, r.text
 
