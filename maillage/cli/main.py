@@ -200,16 +200,27 @@ def gateway(instance: Annotated[int | None, typer.Option(
     _serve(Gateway(config).run, "gateway", settings)
 
 
+def _reachable_database(settings: Settings, component: str) -> str:
+    """The database URL once the database answers (a processor started by the supervisor during
+    an outage waits for it rather than exiting again and again)."""
+    from maillage.db.health import wait_until_reachable
+    from maillage.stack.state import database_url
+
+    url = database_url(settings)
+    wait_until_reachable(url, log=logging.getLogger(f"maillage.{component}").warning)
+    return url
+
+
 @processor_app.command("storage")
 @clean_errors
 def processor_storage(data_dir: DataDir = None) -> None:
     """Run the storage processor (Kafka -> PostgreSQL)."""
     from maillage.processors.runner import Runner
     from maillage.processors.storage import GROUP, TOPICS, StorageSink
-    from maillage.stack.state import database_url, kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap
 
     settings = settings_for(data_dir, "storage")
-    sink = StorageSink(database_url(settings), max_rows=settings.storage_batch_rows)
+    sink = StorageSink(_reachable_database(settings, "storage"), max_rows=settings.storage_batch_rows)
     runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
                     flush_ms=settings.storage_batch_ms)
     try:
@@ -234,10 +245,10 @@ def processor_detection(
     from maillage.processors.detection.engine import Engine, load_tables
     from maillage.processors.detection.processor import GROUP, TOPICS, DetectionSink
     from maillage.processors.runner import Runner
-    from maillage.stack.state import database_url, kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap
 
     settings = settings_for(data_dir, "detection")
-    db_url, bootstrap = database_url(settings), kafka_bootstrap(settings)
+    db_url, bootstrap = _reachable_database(settings, "detection"), kafka_bootstrap(settings)
     engine = None
     if rules:
         t = load_tables([m.strip() for m in rules.split(",") if m.strip()])
@@ -289,10 +300,10 @@ def processor_alerting(
     from maillage.processors.alerting.lifecycle import GROUP, TOPICS, AlertingSink
     from maillage.processors.alerting.settings import AlertingSettings
     from maillage.processors.runner import Runner
-    from maillage.stack.state import database_url, kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap
 
     settings = settings_for(data_dir, "alerting")
-    db_url = database_url(settings)
+    db_url = _reachable_database(settings, "alerting")
     alerting = AlertingSettings()
     sink = AlertingSink(db_url, alerting)
     runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=group_id or GROUP,
@@ -323,7 +334,6 @@ def processor_commands(data_dir: DataDir = None) -> None:
     from maillage.processors.commands.settings import CommandSettings
     from maillage.stack.mosquitto import GATEWAY_USER
     from maillage.stack.state import (
-        database_url,
         kafka_bootstrap,
         mqtt_endpoint,
         mqtt_gateway_password,
@@ -333,7 +343,8 @@ def processor_commands(data_dir: DataDir = None) -> None:
     host, port = mqtt_endpoint(settings)
     # The gateway's service account: the one allowed to publish on devices' down/#.
     account = MqttAccount(host, port, GATEWAY_USER, mqtt_gateway_password(settings))
-    db_url, bootstrap, cs = database_url(settings), kafka_bootstrap(settings), CommandSettings()
+    db_url, bootstrap = _reachable_database(settings, "commands"), kafka_bootstrap(settings)
+    cs = CommandSettings()
     _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, account=account,
                             settings=cs, stop=stop), "commands", settings)
 
@@ -343,10 +354,10 @@ def processor_commands(data_dir: DataDir = None) -> None:
 def processor_control(data_dir: DataDir = None) -> None:
     """Run the lighting control processor (adaptive lighting, demand response)."""
     from maillage.processors.control.process import run
-    from maillage.stack.state import database_url, kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap
 
     settings = settings_for(data_dir, "control")
-    db_url, bootstrap = database_url(settings), kafka_bootstrap(settings)
+    db_url, bootstrap = _reachable_database(settings, "control"), kafka_bootstrap(settings)
     _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, stop=stop), "control",
            settings)
 
@@ -356,10 +367,9 @@ def processor_control(data_dir: DataDir = None) -> None:
 def processor_maintenance(data_dir: DataDir = None) -> None:
     """Run the maintenance processor (rollups, partitions, retention)."""
     from maillage.processors.maintenance import Maintenance
-    from maillage.stack.state import database_url
 
     settings = settings_for(data_dir, "maintenance")
-    _serve(Maintenance(database_url(settings)).run, "maintenance", settings)
+    _serve(Maintenance(_reachable_database(settings, "maintenance")).run, "maintenance", settings)
 
 
 @processor_app.command("savings")
@@ -372,10 +382,9 @@ def processor_savings(
 ) -> None:
     """Run the savings job periodically (metered projects whose data changed, then lighting)."""
     from maillage.processors.savings.job import SavingsJob
-    from maillage.stack.state import database_url
 
     settings = settings_for(data_dir, "savings")
-    _serve(SavingsJob(database_url(settings), every_s=every).run, "savings", settings)
+    _serve(SavingsJob(_reachable_database(settings, "savings"), every_s=every).run, "savings", settings)
 
 
 @app.command()

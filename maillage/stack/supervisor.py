@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 30.0
-HEALTHY_AFTER_S = 60.0
+HEALTHY_AFTER_S = 15.0
 """A child that ran this long is healthy again: its next restart waits RESTART_FIRST_S."""
 
 
