@@ -24,7 +24,7 @@ async def run(*, database_url: str, bootstrap: str, account: dispatch.MqttAccoun
     accept = dispatch.AcceptSink(database_url, wake)
     ack_sink = acks.AckSink(database_url)
     runners = [Runner(bootstrap=bootstrap, topics=dispatch.TOPICS, group_id=dispatch.GROUP,
-                      sink=accept, flush_ms=5),
+                      sink=accept, flush_ms=20),
                Runner(bootstrap=bootstrap, topics=acks.TOPICS, group_id=acks.GROUP,
                       sink=ack_sink, flush_ms=20)]
     tasks = [asyncio.create_task(r.run(stop)) for r in runners]

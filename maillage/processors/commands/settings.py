@@ -17,7 +17,7 @@ class CommandSettings(BaseSettings):
     """MQTT attempts before a command to an unanswering device is `failed`."""
     command_backoff: float = Field(default=2.0, ge=1)
     """Each further attempt waits this many times longer for its ack."""
-    command_tick_s: float = Field(default=0.25, gt=0)
+    command_tick_s: float = Field(default=0.5, gt=0)
     """How often due retries and time-outs are looked for (new commands wake it at once)."""
     command_publish_timeout_s: float = Field(default=5.0, gt=0)
     """Wait this long for the broker's PUBACK of a `down/cmd`."""
