@@ -266,26 +266,14 @@ async def _detection(runner: Runner, db_url: str, bootstrap: str, stop: asyncio.
                      silent: bool) -> None:
     """The runner, the outbox relay and the silent-device job: one failing stops the others."""
     from maillage.processors.detection.outbox import Relay
+    from maillage.processors.tasks import together
 
     tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(Relay(db_url, bootstrap).run(stop))]
     if silent:
         from maillage.processors.detection import silent_job
 
         tasks.append(asyncio.create_task(silent_job.watch(database_url=db_url, stop=stop)))
-    await _together(tasks, stop)
-
-
-async def _together(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Run a process's tasks until one fails or `stop` is set; then stop the others, and raise
-    the first failure (a process that lost a part exits; the supervisor starts it again)."""
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-            raise r
+    await together(tasks, stop)
 
 
 @processor_app.command("alerting")
@@ -318,11 +306,12 @@ async def _alerting(runner: Runner, db_url: str, alerting: Any, stop: asyncio.Ev
     """The runner, the escalation tick and the notification sender: one failing stops the others."""
     from maillage.processors.alerting import escalation
     from maillage.processors.alerting.outbox import Sender
+    from maillage.processors.tasks import together
 
     tasks = [asyncio.create_task(runner.run(stop)),
              asyncio.create_task(escalation.run(db_url, stop, tick_s=alerting.alert_escalation_tick_s)),
              asyncio.create_task(Sender(db_url, alerting).run(stop))]
-    await _together(tasks, stop)
+    await together(tasks, stop)
 
 
 @processor_app.command("commands")

@@ -21,6 +21,7 @@ import psycopg
 
 from maillage.db import alerting as db
 from maillage.processors.alerting.outbox import notification_payload
+from maillage.processors.tasks import every
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,4 @@ def escalate_due(conn: psycopg.Connection, now: datetime | None = None) -> int:
 
 async def run(database_url: str, stop: asyncio.Event, *, tick_s: float = 1.0) -> None:
     """Escalate every `tick_s` until `stop` is set."""
-    conn = await asyncio.to_thread(db.connect, database_url)
-    try:
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(escalate_due, conn)
-            except psycopg.OperationalError:
-                conn.close()
-                raise
-            try:
-                await asyncio.wait_for(stop.wait(), tick_s)
-            except TimeoutError:
-                pass
-    finally:
-        conn.close()
+    await every(database_url, escalate_due, stop, tick_s=tick_s)

@@ -15,6 +15,7 @@ from maillage.processors.commands import acks, dispatch
 from maillage.processors.commands.relay import Relay
 from maillage.processors.commands.settings import CommandSettings
 from maillage.processors.runner import Runner
+from maillage.processors.tasks import together
 
 
 async def run(*, database_url: str, bootstrap: str, account: dispatch.MqttAccount,
@@ -37,14 +38,3 @@ async def run(*, database_url: str, bootstrap: str, account: dispatch.MqttAccoun
         accept.close()
         ack_sink.close()
 
-
-async def together(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
-    """Run tasks until one fails or `stop` is set; stop the others; raise the first failure."""
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
-            raise r

@@ -25,6 +25,7 @@ from maillage.db import commands as db_commands
 from maillage.db import groups
 from maillage.db import lighting_rules as db
 from maillage.envelope import Envelope
+from maillage.processors.tasks import every
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +110,11 @@ def lower_due(conn: psycopg.Connection) -> int:
         for rule in db.take_due_lowering(conn=conn):
             if issue(conn, rule, float(rule["night_level"])) is not None:
                 n += 1
+    if n:
+        log.info("%d rule(s) back to night level at %s", n, datetime.now(UTC).isoformat())
     return n
 
 
 async def lowering_loop(database_url: str, stop: asyncio.Event, *, tick_s: float = 0.2) -> None:
     """`lower_due` every `tick_s` until stopped."""
-    conn: psycopg.Connection = await asyncio.to_thread(
-            lambda: psycopg.connect(database_url, autocommit=True))
-    try:
-        while not stop.is_set():
-            n = await asyncio.to_thread(lower_due, conn)
-            if n:
-                log.info("%d rule(s) back to night level at %s", n, datetime.now(UTC).isoformat())
-            try:
-                await asyncio.wait_for(stop.wait(), tick_s)
-            except TimeoutError:
-                pass
-    finally:
-        conn.close()
+    await every(database_url, lower_due, stop, tick_s=tick_s)

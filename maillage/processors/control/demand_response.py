@@ -17,6 +17,7 @@ import psycopg
 from maillage.db import commands as db_commands
 from maillage.db import groups
 from maillage.db import peak_windows as db
+from maillage.processors.tasks import every
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,4 @@ def tick(conn: psycopg.Connection) -> int:
 
 async def run(database_url: str, stop: asyncio.Event, *, tick_s: float = 0.5) -> None:
     """`tick` every `tick_s` until stopped."""
-    conn: psycopg.Connection = await asyncio.to_thread(
-            lambda: psycopg.connect(database_url, autocommit=True))
-    try:
-        while not stop.is_set():
-            await asyncio.to_thread(tick, conn)
-            try:
-                await asyncio.wait_for(stop.wait(), tick_s)
-            except TimeoutError:
-                pass
-    finally:
-        conn.close()
+    await every(database_url, tick, stop, tick_s=tick_s)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from maillage.processors.commands.process import together
 from maillage.processors.control import adaptive, demand_response
 from maillage.processors.runner import Runner
+from maillage.processors.tasks import together
 
 
 async def run(*, database_url: str, bootstrap: str, stop: asyncio.Event,
