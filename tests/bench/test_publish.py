@@ -139,7 +139,10 @@ def test_every_message_is_acknowledged_received_and_accounted_for(broker: int, m
     messages = sum(r.messages for r in results)
     assert messages == sum(r.acked for r in results) == len(col.got) == pool.control.total("messages")
     readings = pool.control.total("readings")
-    assert credit <= readings < credit + 64  # the credit is spent, and not overspent
+    # The credit is spent, and overspent by no more than what the sessions had in flight when it
+    # ran out (2 workers x the broker's receive maximum, ~12 readings a message at most): a
+    # loaded machine lets each session send its window before it sees the credit gone.
+    assert credit <= readings < credit + 2 * INFLIGHT * 12
 
     by_topic: dict[str, list[bytes]] = defaultdict(list)
     for topic, payload in col.got:
