@@ -36,3 +36,19 @@ async def every(database_url: str, job: Callable[[psycopg.Connection], Any], sto
                 pass
     finally:
         conn.close()
+
+
+class LazyConnection:
+    """A sink's one autocommit connection, opened on first use and again after it was lost."""
+
+    url: str
+    _conn: psycopg.Connection | None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()

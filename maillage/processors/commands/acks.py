@@ -12,6 +12,7 @@ from maillage import topics
 from maillage.db import commands as db
 from maillage.envelope import Envelope
 from maillage.processors.commands.metrics import DONE, FAILED
+from maillage.processors.tasks import LazyConnection
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ TOPICS = [topics.EVENTS]
 _ACK = b'"kind":"ack"'
 
 
-class AckSink:
+class AckSink(LazyConnection):
     """Collects acks; `flush` closes their targets and the commands' states in one transaction."""
 
     def __init__(self, database_url: str) -> None:
@@ -57,12 +58,3 @@ class AckSink:
         done = sum(1 for a in acks if a[3] == "done")
         DONE.inc(done)
         FAILED.labels("device").inc(len(acks) - done)
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()

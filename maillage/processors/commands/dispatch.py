@@ -30,6 +30,7 @@ from maillage import topics
 from maillage.db import commands as db
 from maillage.processors.commands.metrics import FAILED, REJECTED, RETRIES, SENT
 from maillage.processors.commands.settings import CommandSettings
+from maillage.processors.tasks import LazyConnection
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class MqttAccount:
     password: str
 
 
-class AcceptSink:
+class AcceptSink(LazyConnection):
     """Records the targets read from `maillage.commands` as due; wakes the dispatcher."""
 
     def __init__(self, database_url: str, wake: threading.Event) -> None:
@@ -89,15 +90,6 @@ class AcceptSink:
         REJECTED.inc(len(bad))
         if known:
             self.wake.set()
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 class Publisher:

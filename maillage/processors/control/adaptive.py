@@ -25,7 +25,7 @@ from maillage.db import commands as db_commands
 from maillage.db import groups
 from maillage.db import lighting_rules as db
 from maillage.envelope import Envelope
-from maillage.processors.tasks import every
+from maillage.processors.tasks import LazyConnection, every
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def issue(conn: psycopg.Connection, rule: dict[str, object], level: float) -> in
         devices=devices, issued_by=f"rule:{rule['id']}")
 
 
-class PresenceSink:
+class PresenceSink(LazyConnection):
     """Collects presence from `maillage.readings` and `maillage.events`; `flush` raises rules."""
 
     def __init__(self, database_url: str) -> None:
@@ -92,15 +92,6 @@ class PresenceSink:
                         if issue(conn, rule, float(rule["level"])) is not None:
                             self.raised += 1
                             log.info("rule %s raised by %s/%s", rule["id"], tenant, device)
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.url, autocommit=True)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
 
 
 def lower_due(conn: psycopg.Connection) -> int:
