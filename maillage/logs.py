@@ -17,9 +17,22 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(doc).decode()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record, not the one at set-up (a
+    CLI called in-process, as tests do, may run with a stderr that is later closed)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", *, json: bool = False, component: str | None = None) -> None:
     """Configure the root logger once for this process."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if json:
         handler.setFormatter(_JsonFormatter())
     else:

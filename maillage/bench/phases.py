@@ -236,7 +236,7 @@ def pause_db(rate: float, *, postgres_pid: int | None, pause_s: float, quick: bo
 
 def start_profile(*, profile_dir: Path | None, duration_s: float, warmup_s: float,
                   pids: dict[str, int]) -> list[Any]:
-    """py-spy recordings of the gateway and storage processes over the throughput phase."""
+    """py-spy recordings of the Python processes on the hot path over the throughput phase."""
     from maillage.bench import profile
 
     if profile_dir is None:
@@ -244,7 +244,7 @@ def start_profile(*, profile_dir: Path | None, duration_s: float, warmup_s: floa
     seconds = int(max(5, min(30, duration_s - warmup_s - 2)))
     out = []
     for name, pid in pids.items():
-        if name.startswith(("gateway", "storage")):
+        if name.startswith(("gateway", "storage", "detection", "control", "commands", "alerting")):
             rec = profile.record(pid, name, profile_dir, seconds)
             if rec is not None:
                 out.append(rec)
