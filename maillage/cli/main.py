@@ -217,12 +217,12 @@ def processor_storage(data_dir: DataDir = None) -> None:
     """Run the storage processor (Kafka -> PostgreSQL)."""
     from maillage.processors.runner import Runner
     from maillage.processors.storage import GROUP, TOPICS, StorageSink
-    from maillage.stack.state import kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap, kafka_fetch_wait_ms
 
     settings = settings_for(data_dir, "storage")
     sink = StorageSink(_reachable_database(settings, "storage"), max_rows=settings.storage_batch_rows)
     runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=GROUP, sink=sink,
-                    flush_ms=settings.storage_batch_ms)
+                    flush_ms=settings.storage_batch_ms, fetch_wait_ms=kafka_fetch_wait_ms(settings))
     try:
         _serve(runner.run, "storage", settings)
     finally:
@@ -245,7 +245,7 @@ def processor_detection(
     from maillage.processors.detection.engine import Engine, load_tables
     from maillage.processors.detection.processor import GROUP, TOPICS, DetectionSink
     from maillage.processors.runner import Runner
-    from maillage.stack.state import kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap, kafka_fetch_wait_ms
 
     settings = settings_for(data_dir, "detection")
     db_url, bootstrap = _reachable_database(settings, "detection"), kafka_bootstrap(settings)
@@ -254,7 +254,8 @@ def processor_detection(
         t = load_tables([m.strip() for m in rules.split(",") if m.strip()])
         engine = Engine(t.rules, t.group_rules, quality=t.quality, on_rejected=t.on_rejected)
     sink = DetectionSink(db_url, engine, checkpoint_s=checkpoint_s)
-    runner = Runner(bootstrap=bootstrap, topics=TOPICS, group_id=GROUP, sink=sink, flush_ms=20)
+    runner = Runner(bootstrap=bootstrap, topics=TOPICS, group_id=GROUP, sink=sink, flush_ms=20,
+                    fetch_wait_ms=kafka_fetch_wait_ms(settings))
     try:
         _serve(lambda stop: _detection(runner, db_url, bootstrap, stop, silent), "detection",
                settings)
@@ -288,14 +289,14 @@ def processor_alerting(
     from maillage.processors.alerting.lifecycle import GROUP, TOPICS, AlertingSink
     from maillage.processors.alerting.settings import AlertingSettings
     from maillage.processors.runner import Runner
-    from maillage.stack.state import kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap, kafka_fetch_wait_ms
 
     settings = settings_for(data_dir, "alerting")
     db_url = _reachable_database(settings, "alerting")
     alerting = AlertingSettings()
     sink = AlertingSink(db_url, alerting)
     runner = Runner(bootstrap=kafka_bootstrap(settings), topics=TOPICS, group_id=group_id or GROUP,
-                    sink=sink, flush_ms=20)
+                    sink=sink, flush_ms=20, fetch_wait_ms=kafka_fetch_wait_ms(settings))
     try:
         _serve(lambda stop: _alerting(runner, db_url, alerting, stop), "alerting", settings)
     finally:
@@ -324,6 +325,7 @@ def processor_commands(data_dir: DataDir = None) -> None:
     from maillage.stack.mosquitto import GATEWAY_USER
     from maillage.stack.state import (
         kafka_bootstrap,
+        kafka_fetch_wait_ms,
         mqtt_endpoint,
         mqtt_gateway_password,
     )
@@ -335,7 +337,8 @@ def processor_commands(data_dir: DataDir = None) -> None:
     db_url, bootstrap = _reachable_database(settings, "commands"), kafka_bootstrap(settings)
     cs = CommandSettings()
     _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, account=account,
-                            settings=cs, stop=stop), "commands", settings)
+                            settings=cs, stop=stop, fetch_wait_ms=kafka_fetch_wait_ms(settings)),
+           "commands", settings)
 
 
 @processor_app.command("control")
@@ -343,12 +346,13 @@ def processor_commands(data_dir: DataDir = None) -> None:
 def processor_control(data_dir: DataDir = None) -> None:
     """Run the lighting control processor (adaptive lighting, demand response)."""
     from maillage.processors.control.process import run
-    from maillage.stack.state import kafka_bootstrap
+    from maillage.stack.state import kafka_bootstrap, kafka_fetch_wait_ms
 
     settings = settings_for(data_dir, "control")
     db_url, bootstrap = _reachable_database(settings, "control"), kafka_bootstrap(settings)
-    _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, stop=stop), "control",
-           settings)
+    wait_ms = kafka_fetch_wait_ms(settings)
+    _serve(lambda stop: run(database_url=db_url, bootstrap=bootstrap, stop=stop,
+                            fetch_wait_ms=wait_ms), "control", settings)
 
 
 @processor_app.command("maintenance")

@@ -15,6 +15,14 @@ soon as that write returns (at most every `flush_ms`, sooner when the sink is fu
 load gets small batches and a low latency; under a heavy one each write takes longer, more
 arrives meanwhile, and batches grow up to the sink's limit, where the fixed cost per batch fades.
 
+Offsets of written batches are committed at most every `commit_ms` (and always before a
+rebalance and when the runner stops): each commit is a write to Kafka's `__consumer_offsets`, and
+at a light load, with a batch every few tens of milliseconds per consumer group, committing each
+one cost the broker more than the records themselves. A crash replays at most `commit_ms` more
+records, which the sinks absorb as they absorb any replay. A fetch waits at the broker at most
+`fetch_wait_ms` for a first record (`stack.state.kafka_fetch_wait_ms`: a long poll on Apache
+Kafka, which answers as soon as one arrives; short on Tansu, which answers when the wait ends).
+
 A sink that checkpoints its own offsets with its state (`SeekingSink`, the detection processor)
 says where each assigned partition resumes and is told before partitions go; for it Kafka's
 committed offsets are a lag figure only. Other sinks are unaffected.
@@ -47,6 +55,8 @@ from maillage.processors.poison import DeadLetterSink, dead_letter_record, write
 log = logging.getLogger(__name__)
 
 _WAITING_POLL_MS = 5
+_IDLE_POLL_MS = 200
+COMMIT_MS = 1_000
 _IDLE_S = 1.0  # a SeekingSink's `idle` hook runs at most this often
 _REVOKE_RETRY_S = 60.0
 _STOP_TIMEOUT_S = 30.0  # a rebalance waits this long at most for a database that is down
@@ -146,9 +156,14 @@ class Runner:
     """Consumes `topics` in consumer group `group_id` into `sink`."""
 
     def __init__(self, *, bootstrap: str, topics: list[str], group_id: str, sink: Sink,
-                 flush_ms: int = 20, max_records: int = 20_000, client_id: str | None = None) -> None:
+                 flush_ms: int = 20, max_records: int = 20_000, client_id: str | None = None,
+                 commit_ms: int = COMMIT_MS, fetch_wait_ms: int = 50) -> None:
         self.bootstrap, self.topics, self.group_id, self.sink = bootstrap, topics, group_id, sink
         self.flush_ms, self.max_records = flush_ms, max_records
+        self.commit_ms, self.fetch_wait_ms = commit_ms, fetch_wait_ms
+        self._written: dict[TopicPartition, int] = {}  # stored, offsets not committed yet
+        self._last_commit = float("-inf")  # the first batch is committed at once
+        self._commit_lock = asyncio.Lock()
         self.client_id = client_id or group_id
         self._consumer: AIOKafkaConsumer | None = None
         self._uncommitted: dict[TopicPartition, int] = {}
@@ -174,21 +189,25 @@ class Runner:
             return self._in_flight is None or self._in_flight.done()
         return True
 
-    async def checkpoint(self) -> None:
-        """Flush the sink, then commit the offsets of what it took (nothing left in flight)."""
+    async def checkpoint(self, *, commit: bool = True) -> None:
+        """Flush the sink, then commit the offsets of everything stored (nothing left in flight);
+        with `commit=False` only when `commit_ms` passed since the last commit."""
         async with self._lock:
             await self._settle()
-            if not self._uncommitted:
+            if not self._uncommitted and not self._written:
                 return
             if self._failed is not None:  # never commit past a batch that failed
                 raise self._failed
-            if self._dead is not None:
-                raw, self._raw = self._raw, []
-                await self._write_dead_lettering(self._dead.detach(), raw)
-            else:
-                await asyncio.to_thread(self.sink.flush)
-            await self._commit(self._uncommitted)
-            self._uncommitted.clear()
+            if self._uncommitted:
+                if self._dead is not None:
+                    raw, self._raw = self._raw, []
+                    await self._write_dead_lettering(self._dead.detach(), raw)
+                else:
+                    await asyncio.to_thread(self.sink.flush)
+                self._written.update(self._uncommitted)
+                self._uncommitted.clear()
+            if commit or self._commit_due():
+                await self._commit_written()
 
     async def sink_hook(self, name: str, partitions: list[TopicPartition]) -> Any:
         """Call the sink's optional `assigned` / `revoked` hook with nothing in flight."""
@@ -201,7 +220,7 @@ class Runner:
     async def _rotate(self) -> None:
         """Hand the buffered batch to a background write; wait for the previous one first."""
         if not isinstance(self.sink, BatchSink):
-            await self.checkpoint()
+            await self.checkpoint(commit=False)
             return
         async with self._lock:
             await self._settle()
@@ -220,7 +239,12 @@ class Runner:
             await self._write_dead_lettering(batch, raw)
         elif batch is not None:
             await asyncio.to_thread(self.sink.write, batch)
-        await self._commit(offsets)
+        self._written.update(offsets)
+        if self._commit_due():
+            await self._commit_written()
+
+    def _commit_due(self) -> bool:
+        return (time.monotonic() - self._last_commit) * 1000 >= self.commit_ms
 
     async def _write_dead_lettering(self, batch: Any,
                                     raw: list[list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -253,16 +277,24 @@ class Runner:
         if task is not None:
             await task
 
-    async def _commit(self, last: dict[TopicPartition, int]) -> None:
-        """Commit the offsets of stored records. A commit the group refuses (it rebalanced, or
-        its coordinator failed over) is no error: the records are stored, and whoever owns the
-        partitions now replays them from the last committed offset, which the sinks absorb."""
+    async def _commit_written(self) -> None:
+        """Commit the offsets of the records stored so far, in order (one commit at a time).
+
+        A commit the group refuses (it rebalanced, or its coordinator failed over) is no error:
+        the records are stored, and whoever owns the partitions now replays them from the last
+        committed offset, which the sinks absorb."""
         assert self._consumer is not None
-        try:
-            await self._consumer.commit({tp: OffsetAndMetadata(off + 1, "") for tp, off in last.items()})
-        except CommitFailedError as exc:
-            log.warning("%s: offset commit refused (%s); the partitions' next owner replays "
-                        "from the last committed offset", self.group_id, exc)
+        async with self._commit_lock:
+            last, self._written = self._written, {}
+            self._last_commit = time.monotonic()
+            if not last:
+                return
+            try:
+                await self._consumer.commit({tp: OffsetAndMetadata(off + 1, "")
+                                             for tp, off in last.items()})
+            except CommitFailedError as exc:
+                log.warning("%s: offset commit refused (%s); the partitions' next owner replays "
+                            "from the last committed offset", self.group_id, exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the last checkpoint runs before returning."""
@@ -271,7 +303,7 @@ class Runner:
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.max_records, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_wait_ms=50,  # the default 500 ms long-poll adds to every record's latency
+            fetch_max_wait_ms=self.fetch_wait_ms,  # see the module docstring
             # Tansu completes a group join after about half the session timeout: keep it short.
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1_000, max_poll_interval_ms=600_000,
@@ -293,8 +325,9 @@ class Runner:
         last = idle = time.monotonic()
         try:
             while not stop.is_set():
-                # Records waiting for the writer: look again soon, it may be free by then.
-                wait_ms = min(self.flush_ms, _WAITING_POLL_MS) if self._uncommitted else self.flush_ms
+                # Records waiting for the writer: look again soon, it may be free by then. With
+                # nothing buffered, `getmany` returns as soon as records arrive: wait longer.
+                wait_ms = min(self.flush_ms, _WAITING_POLL_MS) if self._uncommitted else _IDLE_POLL_MS
                 batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self.max_records)
                 if self._failed is not None:
                     raise self._failed
@@ -316,6 +349,8 @@ class Runner:
                 elif not batch and not self._uncommitted and now - idle >= _IDLE_S:
                     await self.sink_hook("idle", [])
                     idle = now
+                if self._written and self._commit_due():
+                    await self._commit_written()
             await self.checkpoint()
             await self.sink_hook("revoked", sorted(consumer.assignment()))
         finally:
@@ -323,6 +358,13 @@ class Runner:
                 await asyncio.wait([self._in_flight])
                 if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
                     log.warning("%s: a batch write failed too: %s", self.group_id, self._in_flight.exception())
+            # A failed run still commits the batches stored before the failure, unless a
+            # rebalance's checkpoint failed (the partitions may be someone else's by now).
+            if self._written and self._failed is None:
+                try:
+                    await asyncio.wait_for(self._commit_written(), _STOP_TIMEOUT_S)
+                except Exception as exc:  # noqa: BLE001 - they are replayed, which sinks absorb
+                    log.warning("%s: offsets of stored batches not committed: %s", self.group_id, exc)
             try:  # leaving the group waits on its coordinator, which may be gone
                 await asyncio.wait_for(consumer.stop(), _STOP_TIMEOUT_S)
             except TimeoutError:

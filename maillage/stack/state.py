@@ -105,6 +105,15 @@ def kafka_idempotence(settings: Settings) -> bool:
     return running_state(settings).kafka_kind != "tansu"
 
 
+def kafka_fetch_wait_ms(settings: Settings) -> int:
+    """How long a consumer's fetch may wait at the broker for a first record: 500 ms on Apache
+    Kafka (a long poll, answered as soon as a record arrives: an idle consumer asks twice a second
+    instead of twenty times), 50 ms on the embedded Tansu, which answers only when the wait ends."""
+    if settings.kafka_bootstrap or running_state(settings).kafka_kind != "tansu":
+        return 500
+    return 50
+
+
 def _mqtt_url(settings: Settings) -> tuple[str, int, str | None, str | None] | None:
     if not settings.mqtt_url:
         return None

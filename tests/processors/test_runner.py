@@ -235,3 +235,30 @@ def test_batches_hold_what_arrived_during_the_previous_write(services) -> None: 
         assert not sink.overlapped
 
     asyncio.run(scenario())
+
+
+def test_commits_are_spaced_and_everything_stored_is_committed_at_stop(services) -> None:  # type: ignore[no-untyped-def]
+    """Offsets of written batches wait for `commit_ms` (one commit for many batches), never run
+    ahead of the writes, and are all committed when the runner stops."""
+
+    async def scenario() -> None:
+        topic = await _setup(services.kafka_bootstrap, 60)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        sink = BatchListSink()
+        runner = Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
+                        sink=sink, flush_ms=20, max_records=5, commit_ms=3_600_000)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        for _ in range(1200):
+            await asyncio.sleep(0.05)
+            if len(sink.flushed) >= 60 or task.done():
+                break
+        assert len(sink.batches) > 1
+        # The first batch was committed at once (no commit yet in this run), the rest waits.
+        assert await _committed(services.kafka_bootstrap, group, topic) == len(sink.batches[0])
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert sink.flushed == [f"r{i}".encode() for i in range(60)]
+        assert await _committed(services.kafka_bootstrap, group, topic) == 60
+
+    asyncio.run(scenario())

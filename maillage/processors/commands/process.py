@@ -19,15 +19,15 @@ from maillage.processors.tasks import together
 
 
 async def run(*, database_url: str, bootstrap: str, account: dispatch.MqttAccount,
-              settings: CommandSettings, stop: asyncio.Event) -> None:
+              settings: CommandSettings, stop: asyncio.Event, fetch_wait_ms: int = 50) -> None:
     """Relay, dispatcher and the two consumers until `stop` (or the first failure, raised)."""
     wake = threading.Event()
     accept = dispatch.AcceptSink(database_url, wake)
     ack_sink = acks.AckSink(database_url)
     runners = [Runner(bootstrap=bootstrap, topics=dispatch.TOPICS, group_id=dispatch.GROUP,
-                      sink=accept, flush_ms=20),
+                      sink=accept, flush_ms=20, fetch_wait_ms=fetch_wait_ms),
                Runner(bootstrap=bootstrap, topics=acks.TOPICS, group_id=acks.GROUP,
-                      sink=ack_sink, flush_ms=20)]
+                      sink=ack_sink, flush_ms=20, fetch_wait_ms=fetch_wait_ms)]
     tasks = [asyncio.create_task(r.run(stop)) for r in runners]
     tasks.append(asyncio.create_task(Relay(database_url, bootstrap).run(stop)))
     tasks.append(asyncio.create_task(
