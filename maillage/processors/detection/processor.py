@@ -5,7 +5,8 @@ not in memory are loaded first, one query each), and what it produced is committ
 transaction:
 
 - every batch with transitions: the anomaly rows and the outbox rows (a fall is stored and
-  handed to the relay within one batch, a few tens of milliseconds);
+  handed to the relay within one batch, a few tens of milliseconds; a batch's events are run and
+  committed before its readings);
 - every `checkpoint_s` (and before partitions are given away or the process stops): also the
   states changed since the previous checkpoint and the next offset per partition
   (`detection_offsets`).
@@ -136,38 +137,52 @@ class DetectionSink:
     # -- one batch --------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> None:
-        """Run the engine on a batch and commit (see the module docstring); raise on failure."""
+        """Run the engine on a batch and commit (see the module docstring); raise on failure.
+
+        Events (falls, panic buttons) go first and their transitions are committed at once:
+        they do not wait behind the batch's readings. Readings and events are separate streams
+        (the engine orders each on its own), so this changes no anomaly."""
         conn = self._connection()
         try:
             self.directory.refresh()
-            decoded = self._decode(batch)
-            self._load(conn, decoded)
-            transitions, care = self._run(decoded)
+            urgent = [r for r in batch.records if r[0] == topics.EVENTS]
+            rest = [r for r in batch.records if r[0] != topics.EVENTS] if urgent else batch.records
+            if urgent:
+                self._step(conn, urgent, checkpoint=False)
             for topic, partition, offset, _ in batch.records:
                 key = (topic, partition)
                 if offset + 1 > self._next.get(key, -1):
                     self._next[key] = offset + 1
             due = batch.force or time.monotonic() - self._last_checkpoint >= self.checkpoint_s
-            if not transitions and not (due and self._next):
-                return
-            with conn.transaction():
-                if transitions:
-                    db.record_transitions(conn=conn, transitions=transitions, care=care)
-                if due:
-                    self._checkpoint(conn)
+            self._step(conn, rest, checkpoint=due and bool(self._next))
         except psycopg.OperationalError:
             conn.close()  # the runner stops without committing; a restart resumes from the database
             raise
-        self.recorded += len(transitions)
-        for t in transitions:
-            TRANSITIONS.labels(t.change).inc()
         if due:
             self._last_checkpoint = time.monotonic()
             self._next.clear()
 
-    def _decode(self, batch: Batch) -> list[tuple[Envelope | DlqRecord, tuple[str, str]]]:
+    def _step(self, conn: psycopg.Connection, records: list[tuple[str, int, int, bytes | None]],
+              *, checkpoint: bool) -> None:
+        """Decode, load, run and commit the transitions of some records (and the checkpoint)."""
+        decoded = self._decode(records)
+        self._load(conn, decoded)
+        transitions, care = self._run(decoded)
+        if not transitions and not checkpoint:
+            return
+        with conn.transaction():
+            if transitions:
+                db.record_transitions(conn=conn, transitions=transitions, care=care)
+            if checkpoint:
+                self._checkpoint(conn)
+        self.recorded += len(transitions)
+        for t in transitions:
+            TRANSITIONS.labels(t.change).inc()
+
+    def _decode(self, records: list[tuple[str, int, int, bytes | None]]
+                ) -> list[tuple[Envelope | DlqRecord, tuple[str, str]]]:
         out: list[tuple[Envelope | DlqRecord, tuple[str, str]]] = []
-        for topic, partition, offset, value in batch.records:
+        for topic, partition, offset, value in records:
             try:
                 if value is None:
                     raise ValueError("no value")
