@@ -107,3 +107,10 @@ def db_url(services: Services) -> str:
     url = _with_db(services.pg_admin_url, name)
     migrate(url)
     return url
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the lit commune's stack once the tests that share it ran (see lighting_stack)."""
+    from tests.commands.lighting_stack import release_when_left
+
+    release_when_left(nextitem)

@@ -7,6 +7,6 @@ import pytest
 from tests.commands.lighting_stack import LightingWorld, shared_world
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture  # cheap: the world is shared (and stopped once its folders ran)
 def lighting(request: pytest.FixtureRequest) -> LightingWorld:
     return shared_world(request)

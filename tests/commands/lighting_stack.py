@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -252,17 +252,31 @@ def lighting_world() -> Iterator[LightingWorld]:
 
 
 _SHARED: dict[str, LightingWorld] = {}
+_STOP: list[Callable[[], None]] = []
+USERS = ("commands", "control")
+"""The test folders sharing the world (next to each other in the run)."""
 
 
 def shared_world(request: pytest.FixtureRequest) -> LightingWorld:
-    """The session's world, started on first use and stopped when the session ends."""
+    """The world, started on first use and stopped once the run leaves its folders
+    (`release_when_left`, called after each test) or at the end of the session."""
     if "world" not in _SHARED:
         cm = lighting_world()
         _SHARED["world"] = cm.__enter__()
 
         def stop() -> None:
-            _SHARED.pop("world", None)
-            cm.__exit__(None, None, None)
+            if _SHARED.pop("world", None) is not None:
+                cm.__exit__(None, None, None)
 
+        _STOP[:] = [stop]
         request.config.add_cleanup(stop)
     return _SHARED["world"]
+
+
+def release_when_left(nextitem: pytest.Item | None) -> None:
+    """Stop the world when the next test is not in one of its folders: an idle stack left
+    running burns a good part of a core (Kafka's JVM, the processors' polls) for the rest of
+    the run."""
+    if not _STOP or (nextitem is not None and nextitem.path.parent.name in USERS):
+        return
+    _STOP.pop()()

@@ -192,7 +192,7 @@ def running_stack(prefix: str, *extra: str,
             shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the tests of the folder ran
 def stack() -> Iterator[Stack]:
     """One `maillage up` for the e2e tests of the session."""
     with running_stack("maillage-e2e-") as (data_dir, status):

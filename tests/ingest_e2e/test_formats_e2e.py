@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from ingest_e2e_helpers import IngestStack, Publisher, dlq_counts, utc, wait_until
 
 from tests.ingest.ingest_helpers import frame, hist_group, std_group
+from tests.ingest_e2e.ingest_e2e_helpers import IngestStack, Publisher, dlq_counts, utc, wait_until
 
 BT = utc(2026, 11, 20, 12, 0)
 EPOCH_BT = int(BT.timestamp())

@@ -20,11 +20,11 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_e2e_helpers import IngestStack, KafkaTap, Publisher, utc, wait_until
 
 from maillage.envelope import from_us
 from maillage.topics import DLQ, EVENTS, READINGS, STATUS
 from tests.ingest.ingest_helpers import frame, hist_group, std_group
+from tests.ingest_e2e.ingest_e2e_helpers import IngestStack, KafkaTap, Publisher, utc, wait_until
 
 BT = int(utc(2026, 11, 20, 12).timestamp())
 

@@ -9,9 +9,9 @@ import textwrap
 
 import orjson
 import psycopg
-from ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
 
 from maillage.registry.models import DeviceSpec, DeviceType
+from tests.ingest_e2e.ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
 
 T0 = int(utc(2026, 11, 20, 22).timestamp())
 

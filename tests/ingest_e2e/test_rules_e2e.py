@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
-from ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
 
 from maillage.ingest.gateway import Gateway, GatewayConfig, Inbound
 from maillage.topics import DLQ, READINGS
+from tests.ingest_e2e.ingest_e2e_helpers import IngestStack, Publisher, utc, wait_until
 
 
 def _json(ts: datetime, **values: float) -> bytes:

@@ -13,10 +13,17 @@ from datetime import timedelta
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from ingest_e2e_helpers import IngestStack, KafkaTap, Publisher, messages_handled, utc, wait_until
 
 from maillage.stack.mosquitto import GATEWAY_USER
 from maillage.topics import READINGS
+from tests.ingest_e2e.ingest_e2e_helpers import (
+    IngestStack,
+    KafkaTap,
+    Publisher,
+    messages_handled,
+    utc,
+    wait_until,
+)
 
 START = utc(2026, 11, 22)
 

@@ -42,7 +42,7 @@ def register(db_url: str, tenant: str, devices: Sequence[tuple[str, str, dict[st
         add_devices(conn, tenant=tenant, specs=specs, dynsec=None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped once the tests of the folder ran
 def up() -> Iterator[Stack]:
     """One real `maillage up` shared by the fault suite, the attack matrix and schemathesis; its
     Mosquitto logs refused publications and subscriptions (the attack matrix reads them). It may
