@@ -9,6 +9,9 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PROCESSORS = ("storage", "maintenance", "savings", "detection", "alerting", "commands", "control")
+"""The processors `maillage up` can run, in the order it starts them."""
+
 
 def default_data_dir() -> Path:
     """`$MAILLAGE_DATA_DIR`, else `./.maillage`."""
@@ -47,6 +50,10 @@ class Settings(BaseSettings):
     """Partitions of each topic maillage creates; None: see `topic_partitions`."""
     gateway_processes: int = 1
     storage_processes: int = 1
+    processors: str = "all"
+    """The processors `maillage up` runs: `all`, or some of `PROCESSORS`, comma-separated (a
+    territory without public lighting leaves out commands and control; a test of the ingest path
+    runs storage alone)."""
     # Storage batching: a batch holds what arrived while the previous one was written, up to
     # this many rows, and batches start at most every `storage_batch_ms`.
     storage_batch_rows: int = 20000
@@ -66,6 +73,22 @@ class Settings(BaseSettings):
         if self.kafka_partitions is not None:
             return self.kafka_partitions
         return max(2, self.storage_processes) if embedded else 8
+
+    @field_validator("processors")
+    @classmethod
+    def _known_processors(cls, v: str) -> str:
+        if v.strip() == "all":
+            return "all"
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(PROCESSORS))
+        if unknown or not names:
+            raise ValueError(f"unknown processor(s) {', '.join(unknown) or '(none given)'}: "
+                             f"write 'all' or some of {', '.join(PROCESSORS)}")
+        return ",".join(names)
+
+    def runs(self, processor: str) -> bool:
+        """Whether `maillage up` runs this processor (`processors`)."""
+        return self.processors == "all" or processor in self.processors.split(",")
 
     @field_validator("database_url")
     @classmethod

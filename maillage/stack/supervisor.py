@@ -133,25 +133,19 @@ class Supervisor:
         self.state.write(self.data_dir)
         env = self._env()
         dd = ["--data-dir", str(self.data_dir)]
-        for i in range(s.storage_processes):
-            self._child(ManagedProcess(f"storage-{i}", _maillage("processor", "storage", *dd),
-                                       logs / f"storage-{i}.log", env=env))
-        self._child(ManagedProcess("maintenance", _maillage("processor", "maintenance", *dd),
-                                   logs / "maintenance.log", env=env))
-        # Metered (CalTRACK, opendsm) and lighting savings, recomputed when their data changed.
-        self._child(ManagedProcess("savings", _maillage("processor", "savings", *dd),
-                                   logs / "savings.log", env=env))
-        # One detection process: group rules need a dwelling's or cabinet's devices together.
-        self._child(ManagedProcess("detection", _maillage("processor", "detection", *dd),
-                                   logs / "detection.log", env=env))
-        # Alerts from anomalies, escalation and notifications (webhooks, e-mail).
-        self._child(ManagedProcess("alerting", _maillage("processor", "alerting", *dd),
-                                   logs / "alerting.log", env=env))
-        # Télégestion: command outbox -> Kafka -> MQTT down/cmd, acks, retries; lighting control.
-        self._child(ManagedProcess("commands", _maillage("processor", "commands", *dd),
-                                   logs / "commands.log", env=env))
-        self._child(ManagedProcess("control", _maillage("processor", "control", *dd),
-                                   logs / "control.log", env=env))
+        if s.runs("storage"):
+            for i in range(s.storage_processes):
+                self._child(ManagedProcess(f"storage-{i}", _maillage("processor", "storage", *dd),
+                                           logs / f"storage-{i}.log", env=env))
+        # maintenance: rollups, partitions, retention. savings: metered (CalTRACK, opendsm) and
+        # lighting savings, recomputed when their data changed. detection: one process, as group
+        # rules need a dwelling's or cabinet's devices together. alerting: alerts from anomalies,
+        # escalation, notifications. commands: télégestion (outbox -> Kafka -> MQTT down/cmd,
+        # acks, retries). control: adaptive lighting and demand response.
+        for name in ("maintenance", "savings", "detection", "alerting", "commands", "control"):
+            if s.runs(name):
+                self._child(ManagedProcess(name, _maillage("processor", name, *dd),
+                                           logs / f"{name}.log", env=env))
         for i in range(s.gateway_processes):
             self._child(ManagedProcess(f"gateway-{i}", _maillage("gateway", "--instance", str(i), *dd),
                                        logs / f"gateway-{i}.log", env=env))

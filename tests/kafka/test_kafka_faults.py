@@ -28,6 +28,8 @@ from tests.kafka.stream import Stream, assert_exactly_once
 
 # Each test starts a stack and runs its faults during a stream; a loaded machine needs the room.
 pytestmark = pytest.mark.timeout(900)
+INGEST_ONLY = {"MAILLAGE_PROCESSORS": "storage"}
+"""What these tests judge is ingest -> Kafka -> storage: the other processors stay off."""
 
 
 def _pids(stack: Stack) -> dict[str, int]:
@@ -57,7 +59,8 @@ def cluster() -> Iterator[apache_kafka.Cluster]:
 def test_three_brokers_lose_one_and_freeze_another_without_losing_a_reading(
         cluster: apache_kafka.Cluster) -> None:
     """RF 3, min ISR 2: one broker SIGKILLed (then back), another SIGSTOPped 30 s: 0 lost, 0 doubled."""
-    env = {"MAILLAGE_KAFKA_BOOTSTRAP": cluster.bootstrap, "MAILLAGE_KAFKA_PARTITIONS": "4"}
+    env = {"MAILLAGE_KAFKA_BOOTSTRAP": cluster.bootstrap, "MAILLAGE_KAFKA_PARTITIONS": "4",
+           **INGEST_ONLY}
     with running_stack("maillage-kraft3-up-", env_extra=env) as (data_dir, status):
         stack = Stack(data_dir, status)
         tenant, stream = _stream(stack)
@@ -83,8 +86,10 @@ def test_three_brokers_lose_one_and_freeze_another_without_losing_a_reading(
 
 def test_the_embedded_broker_killed_and_restarted_loses_nothing_acknowledged() -> None:
     """SIGKILL of the embedded Apache Kafka mid-stream; the supervisor starts it again: 0 lost."""
-    with running_stack("maillage-kafka-restart-", "--kafka", "apache") as (data_dir, status):
+    with running_stack("maillage-kafka-restart-", "--kafka", "apache",
+                       env_extra=INGEST_ONLY) as (data_dir, status):
         stack = Stack(data_dir, status)
+        assert not {"detection", "alerting", "control"} & set(_pids(stack))  # MAILLAGE_PROCESSORS
         assert stack.cli("status", "--json").stdout and json.loads(
             stack.cli("status", "--json").stdout)["kafka_kind"] == "apache"
         tenant, stream = _stream(stack)
@@ -132,7 +137,7 @@ def _members(stack: Stack) -> int:
 
 def test_storage_processors_joining_and_one_killed_rebalance_without_loss() -> None:
     """1 -> 3 storage processors mid-stream, then one SIGKILLed: 0 lost, 0 doubled."""
-    env = {"MAILLAGE_KAFKA_PARTITIONS": "6"}
+    env = {"MAILLAGE_KAFKA_PARTITIONS": "6", **INGEST_ONLY}
     with running_stack("maillage-rebalance-", "--kafka", "apache", env_extra=env) as (data_dir, status):
         stack = Stack(data_dir, status)
         tenant, stream = _stream(stack)
@@ -164,7 +169,7 @@ def test_storage_processors_joining_and_one_killed_rebalance_without_loss() -> N
 
 def test_two_gateways_on_the_shared_subscription_one_killed_lose_nothing() -> None:
     """Two gateways with distinct client ids; one SIGKILLed mid-stream: 0 lost, 0 doubled."""
-    env = {"MAILLAGE_GATEWAY_PROCESSES": "2"}
+    env = {"MAILLAGE_GATEWAY_PROCESSES": "2", **INGEST_ONLY}
     with running_stack("maillage-gateways-", "--kafka", "apache", env_extra=env) as (data_dir, status):
         stack = Stack(data_dir, status)
         tenant, stream = _stream(stack)
