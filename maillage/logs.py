@@ -21,7 +21,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is at the time of each record, not the one at set-up (a
     CLI called in-process, as tests do, may run with a stderr that is later closed)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> object:
         return sys.stderr
 
