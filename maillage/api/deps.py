@@ -122,6 +122,15 @@ def tenant_scope(p: Principal, tenant: str | None) -> str | None:
     return p.tenant
 
 
+def one_tenant(p: Principal, tenant: str | None) -> str:
+    """The one tenant a request acts on: the token's; an all-tenants admin must name it (422)."""
+    scope = tenant_scope(p, tenant)
+    if scope is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "tenant: an all-tenants token must name the tenant (?tenant=)")
+    return scope
+
+
 def aware(name: str, value: datetime | None) -> datetime | None:
     """A query time, refused (422) without a time zone."""
     if value is not None and value.tzinfo is None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from maillage.api.deps import ConnDep, PrincipalDep, require_roles, tenant_scope, window
+from maillage.api.deps import ConnDep, PrincipalDep, one_tenant, require_roles, tenant_scope, window
 from maillage.api.routes.devices import find_device
 from maillage.db import commands as db_commands
 from maillage.db import groups
@@ -124,15 +124,6 @@ def _out(row: dict[str, Any]) -> CommandOut:
                                               for t in targets])
 
 
-def write_tenant(p: Principal, tenant: str | None) -> str:
-    """The tenant a command goes to: the token's; an all-tenants admin must name one."""
-    scope = tenant_scope(p, tenant)
-    if scope is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "tenant: an all-tenants token must name the tenant (?tenant=)")
-    return scope
-
-
 async def _record(conn: ConnDep, p: Principal, tenant: str, target: str, body: CommandIn,
                   devices: list[str]) -> Accepted:
     row = await db_commands.create_command(
@@ -148,7 +139,7 @@ async def command_device(device_id: str, body: CommandIn, conn: ConnDep, p: Prin
                          tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
                          ) -> Accepted:
     """Command one device of the tenant (a lamp, a cabinet: every lamp it feeds)."""
-    scope = write_tenant(p, tenant)
+    scope = one_tenant(p, tenant)
     dev, _ = await find_device(conn, p, device_id, scope)
     if DeviceType(dev.type).is_care:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
@@ -161,7 +152,7 @@ async def command_group(group_id: str, body: CommandIn, conn: ConnDep, p: Princi
                         tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
                         ) -> Accepted:
     """Command every streetlight of a group (one command, one delivery per lamp)."""
-    scope = write_tenant(p, tenant)
+    scope = one_tenant(p, tenant)
     try:
         devices = await groups.members(conn=conn, tenant=scope, group_id=group_id)
     except groups.GroupError as exc:

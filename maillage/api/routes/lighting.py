@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from maillage.api.deps import ConnDep, PrincipalDep, require_roles, tenant_scope
-from maillage.api.routes.commands import write_tenant
+from maillage.api.deps import ConnDep, PrincipalDep, one_tenant, require_roles, tenant_scope
 from maillage.db import groups
 from maillage.db import lighting_rules as db_rules
 from maillage.db import peak_windows as db_windows
@@ -79,7 +78,7 @@ async def create_rule(body: RuleIn, conn: ConnDep, p: PrincipalDep,
                       tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
                       ) -> RuleOut:
     """A rule for an area with streetlights (404 when it has none, 409 when it has a rule)."""
-    scope = write_tenant(p, tenant)
+    scope = one_tenant(p, tenant)
     group = groups.area_group(body.area, body.name)
     if not await groups.members(conn=conn, tenant=scope, group_id=group):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no streetlight in {group!r}")
@@ -169,7 +168,7 @@ async def create_window(body: WindowIn, conn: ConnDep, p: PrincipalDep,
                         tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
                         ) -> WindowOut:
     """Declare a peak window (404 when its area has no streetlight)."""
-    scope = write_tenant(p, tenant)
+    scope = one_tenant(p, tenant)
     group = groups.area_group(body.area, body.name)
     if not await groups.members(conn=conn, tenant=scope, group_id=group):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no streetlight in {group!r}")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from maillage.api.deps import ConnDep, tenant_scope
+from maillage.api.deps import ConnDep, one_tenant
 from maillage.db import opendata as db_opendata
 from maillage.opendata import exports
 from maillage.registry.models import Role
@@ -46,10 +46,7 @@ async def opendata_tenant(conn: psycopg.AsyncConnection,
                             headers={"WWW-Authenticate": "Bearer"}) from exc
     if p.role not in READER_ROLES:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {p.role.value} may not do this")
-    scope = tenant_scope(p, tenant)
-    if scope is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "tenant: an all-tenants token must name the tenant")
+    scope = one_tenant(p, tenant)
     if p.tenant is None and await db_opendata.tenant_publishes(conn=conn, tenant=scope) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"tenant {scope!r} not found")
     return scope

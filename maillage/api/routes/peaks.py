@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from maillage.api.deps import PrincipalDep, require_roles, tenant_scope, window
+from maillage.api.deps import PrincipalDep, one_tenant, require_roles, window
 from maillage.db import peaks as db
 from maillage.registry.models import Role
 
@@ -36,10 +36,7 @@ async def peaks(
     tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
 ) -> dict[str, Any]:
     """Load curve (15-minute mean power), peaks over the limit and recommendations."""
-    scope = tenant_scope(p, tenant)
-    if scope is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "pass ?tenant= (an all-tenants token)")
+    scope = one_tenant(p, tenant)
     start, end = window(from_, to)
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=7)

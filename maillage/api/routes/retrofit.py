@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from maillage.api.deps import PrincipalDep, require_roles, tenant_scope
+from maillage.api.deps import PrincipalDep, one_tenant, require_roles
 from maillage.db import retrofit as db
 from maillage.registry.models import Role
 
@@ -39,10 +39,7 @@ async def retrofit(
     tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
 ) -> dict[str, Any]:
     """Retrofit "what if" of the sodium (HPS) lamps: kWh, €, kg CO2 a year, payback years."""
-    scope = tenant_scope(p, tenant)
-    if scope is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "pass ?tenant= (an all-tenants token)")
+    scope = one_tenant(p, tenant)
 
     def call() -> dict[str, Any]:
         with request.app.state.sync_pool.connection() as conn:

@@ -20,10 +20,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from maillage.api.deps import PrincipalDep, require_roles, tenant_scope
+from maillage.api.deps import PrincipalDep, one_tenant, require_roles, tenant_scope
 from maillage.db import savings as db
 from maillage.registry.models import Role
-from maillage.registry.tokens import Principal
 
 router = APIRouter(prefix="/v1/savings", tags=["savings"],
                    dependencies=[require_roles(Role.ADMIN, Role.ENERGY_MANAGER)])
@@ -67,14 +66,6 @@ async def _in_thread(request: Request, fn: Callable[..., R], **kwargs: Any) -> R
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-
-
-def _tenant(p: Principal, tenant: str | None) -> str:
-    scope = tenant_scope(p, tenant)
-    if scope is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "pass ?tenant= (an all-tenants token)")
-    return scope
 
 
 def _sum(values: list[float | None]) -> float | None:
@@ -143,7 +134,7 @@ async def savings(
 ) -> Any:
     """Savings of an area over local days [from, to): lighting by cause, metered by project
     with its uncertainty; kWh, €, kg CO2."""
-    doc = await _document(request, tenant=_tenant(p, tenant), level=area, name=name,
+    doc = await _document(request, tenant=one_tenant(p, tenant), level=area, name=name,
                           start=from_, end=to)
     if format == "json":
         return doc
@@ -170,7 +161,7 @@ async def create_project(request: Request, p: PrincipalDep, body: ProjectIn,
                          tenant: Annotated[str | None, Query(
                              description="For all-tenants admins")] = None) -> dict[str, Any]:
     """Create a metered savings project (the savings job computes it at its next pass)."""
-    return await _in_thread(request, db.add_project, tenant=_tenant(p, tenant),
+    return await _in_thread(request, db.add_project, tenant=one_tenant(p, tenant),
                             created_by=p.actor, **body.model_dump())
 
 
@@ -192,7 +183,7 @@ async def report(
     tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
 ) -> HTMLResponse:
     """The monthly savings report of a commune, as printable HTML."""
-    scope = _tenant(p, tenant)
+    scope = one_tenant(p, tenant)
     first, following = _month(month)
     doc = await _document(request, tenant=scope, level="commune", name=commune, start=first,
                           end=following)
