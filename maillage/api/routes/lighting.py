@@ -73,15 +73,21 @@ async def list_rules(conn: ConnDep, p: PrincipalDep,
     return RulePage(items=[_rule(r) for r in rows])
 
 
+async def _lit_area(conn: ConnDep, tenant: str, area: str, name: str | None) -> str:
+    """The group of an area with streetlights (404 when it has none)."""
+    group = groups.area_group(area, name)
+    if not await groups.members(conn=conn, tenant=tenant, group_id=group):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no streetlight in {group!r}")
+    return group
+
+
 @router.post("/v1/lighting/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
 async def create_rule(body: RuleIn, conn: ConnDep, p: PrincipalDep,
                       tenant: Annotated[str | None, Query(description="For all-tenants admins")] = None,
                       ) -> RuleOut:
     """A rule for an area with streetlights (404 when it has none, 409 when it has a rule)."""
     scope = one_tenant(p, tenant)
-    group = groups.area_group(body.area, body.name)
-    if not await groups.members(conn=conn, tenant=scope, group_id=group):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no streetlight in {group!r}")
+    group = await _lit_area(conn, scope, body.area, body.name)
     row = await db_rules.create_rule(conn=conn, tenant=scope, area=body.area, name=body.name,
                                      level=body.level, night_level=body.night_level,
                                      hold_s=body.hold_s, created_by=p.actor)
@@ -169,9 +175,7 @@ async def create_window(body: WindowIn, conn: ConnDep, p: PrincipalDep,
                         ) -> WindowOut:
     """Declare a peak window (404 when its area has no streetlight)."""
     scope = one_tenant(p, tenant)
-    group = groups.area_group(body.area, body.name)
-    if not await groups.members(conn=conn, tenant=scope, group_id=group):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no streetlight in {group!r}")
+    await _lit_area(conn, scope, body.area, body.name)
     row = await db_windows.create_window(conn=conn, tenant=scope, area=body.area, name=body.name,
                                          start=body.start, end=body.end, level=body.level,
                                          created_by=p.actor)
