@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +33,7 @@ from maillage.registry.models import DeviceSpec
 from maillage.registry.tokens import create_token
 from maillage.simulators.scenario import LightingPolicy
 from maillage.simulators.streetlights import Schedule
-from tests.e2e.conftest import Stack, maillage_cmd, wait_until
+from tests.e2e.conftest import Stack, maillage_cmd, running_stack, wait_until
 
 COMMUNE = "Nuitville"
 ENV = {"MAILLAGE_COMMAND_ACK_TIMEOUT_S": "0.6", "MAILLAGE_COMMAND_MAX_ATTEMPTS": "3",
@@ -133,10 +131,6 @@ class LightingWorld:
                 f"{self.readings(d, 'dimming_pct', since)[-5:]}")
 
 
-UP_TIMEOUT_S = 300.0
-"""`maillage up` takes ~50 s on a quiet 2-core machine and over 90 s under load."""
-
-
 @contextmanager
 def lit_stack() -> Iterator[Stack]:
     """A fresh `maillage up` with the short command settings; `MAILLAGE_TEST_LIGHTING_STACK`
@@ -146,43 +140,8 @@ def lit_stack() -> Iterator[Stack]:
         out = maillage_cmd(Path(existing), "status", "--json")
         yield Stack(Path(existing), json.loads(out.stdout))
         return
-    root = Path(tempfile.mkdtemp(prefix="maillage-lighting-", dir="/tmp"))
-    root.chmod(0o755)
-    data_dir = root / "data"
-    env = dict(os.environ, MAILLAGE_DATA_DIR=str(data_dir), **ENV)
-    env.pop("MAILLAGE_DATABASE_URL", None)
-    env.pop("MAILLAGE_API_PORT", None)  # the supervisor takes a free port when 8000 is taken
-    log = open(root / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "maillage", "up"], stdout=log,
-                            stderr=subprocess.STDOUT, env=env)
-    try:
-        status: dict[str, Any] = {}
-
-        def up() -> bool:
-            nonlocal status
-            assert proc.poll() is None, (root / "up.log").read_text()
-            st = maillage_cmd(data_dir, "status", "--json", check=False)
-            if st.returncode != 0:
-                return False
-            status = json.loads(st.stdout)
-            if not (status["api_url"] and all(status["parts"].values())):
-                return False
-            try:
-                return httpx.get(status["api_url"] + "/health", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_until(up, UP_TIMEOUT_S, 1.0), f"maillage up not up in {UP_TIMEOUT_S} s"
+    with running_stack("maillage-lighting-", env_extra=ENV) as (data_dir, status):
         yield Stack(data_dir, status)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        if not os.environ.get("MAILLAGE_TEST_KEEP"):
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def _scenario(tenant: str, lon: float) -> str:

@@ -36,9 +36,9 @@ def maillage_cmd(data_dir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
-START_S = 180
-"""How long `maillage up` may take to be up (a few seconds on a quiet machine; far more when
-the machine is shared)."""
+START_S = 300
+"""How long `maillage up` may take to be up (under a minute on a quiet 2-core machine; far more
+when the machine is shared: Kafka's JVM, then a Python process per processor)."""
 
 
 def start_stack(data_dir: Path, *extra: str,
