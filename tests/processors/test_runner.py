@@ -6,11 +6,12 @@ import asyncio
 import threading
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 from maillage.processors.runner import Runner
+from tests.reliability.kafka_helpers import committed
 
 
 class ListSink:
@@ -50,15 +51,6 @@ async def _setup(bootstrap: str, n: int) -> str:
     return topic
 
 
-async def _committed(bootstrap: str, group: str, topic: str) -> int | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.committed(TopicPartition(topic, 0))
-    finally:
-        await consumer.stop()
-
-
 async def _run_until(runner: Runner, sink: ListSink, n: int) -> BaseException | None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
@@ -85,7 +77,7 @@ def test_offsets_committed_after_flush(services) -> None:  # type: ignore[no-unt
                                       sink=sink, flush_ms=100), sink, 50)
         assert err is None
         assert sink.flushed == [f"r{i}".encode() for i in range(50)]
-        assert await _committed(services.kafka_bootstrap, group, topic) == 50
+        assert await committed(services.kafka_bootstrap, group, topic) == 50
 
     asyncio.run(scenario())
 
@@ -101,7 +93,7 @@ def test_no_commit_when_the_sink_fails(services) -> None:  # type: ignore[no-unt
         err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
                                       sink=failing, flush_ms=100), failing, 20)
         assert isinstance(err, RuntimeError)
-        assert await _committed(services.kafka_bootstrap, group, topic) is None
+        assert await committed(services.kafka_bootstrap, group, topic) is None
         healthy = ListSink()
         err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
                                       sink=healthy, flush_ms=100), healthy, 20)
@@ -147,7 +139,7 @@ def test_overlapped_writes_commit_in_order_after_their_batch(services) -> None: 
         assert err is None
         assert sink.flushed == [f"r{i}".encode() for i in range(60)]
         assert len(sink.batches) > 1
-        assert await _committed(services.kafka_bootstrap, group, topic) == 60
+        assert await committed(services.kafka_bootstrap, group, topic) == 60
 
     asyncio.run(scenario())
 
@@ -162,13 +154,13 @@ def test_overlapped_write_failure_commits_nothing_past_it(services) -> None:  # 
         err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
                                       sink=failing, flush_ms=100, max_records=5), failing, 40)
         assert isinstance(err, RuntimeError)
-        committed = await _committed(services.kafka_bootstrap, group, topic)
-        assert committed is not None and committed <= len(failing.flushed) <= 20
+        done = await committed(services.kafka_bootstrap, group, topic)
+        assert done is not None and done <= len(failing.flushed) <= 20
         healthy = BatchListSink()
         err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
-                                      sink=healthy, flush_ms=100), healthy, 40 - committed)
+                                      sink=healthy, flush_ms=100), healthy, 40 - done)
         assert err is None
-        assert failing.flushed[:committed] + healthy.flushed == [f"r{i}".encode() for i in range(40)]
+        assert failing.flushed[:done] + healthy.flushed == [f"r{i}".encode() for i in range(40)]
 
     asyncio.run(scenario())
 
@@ -255,10 +247,10 @@ def test_commits_are_spaced_and_everything_stored_is_committed_at_stop(services)
                 break
         assert len(sink.batches) > 1
         # The first batch was committed at once (no commit yet in this run), the rest waits.
-        assert await _committed(services.kafka_bootstrap, group, topic) == len(sink.batches[0])
+        assert await committed(services.kafka_bootstrap, group, topic) == len(sink.batches[0])
         stop.set()
         await asyncio.wait_for(task, 30)
         assert sink.flushed == [f"r{i}".encode() for i in range(60)]
-        assert await _committed(services.kafka_bootstrap, group, topic) == 60
+        assert await committed(services.kafka_bootstrap, group, topic) == 60
 
     asyncio.run(scenario())
