@@ -140,8 +140,9 @@ class DetectionSink:
         """Run the engine on a batch and commit (see the module docstring); raise on failure.
 
         Events (falls, panic buttons) go first and their transitions are committed at once:
-        they do not wait behind the batch's readings. Readings and events are separate streams
-        (the engine orders each on its own), so this changes no anomaly."""
+        they do not wait behind the batch's readings. Readings and events are separate topics that
+        Kafka does not order against each other (the engine orders each stream on its own): this
+        is one of the orders the batch could have arrived in."""
         conn = self._connection()
         try:
             self.directory.refresh()
