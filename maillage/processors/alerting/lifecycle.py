@@ -41,6 +41,7 @@ from maillage.processors.alerting.escalation import delay_to, may_wait, quiet_un
 from maillage.processors.alerting.grouping import Incoming, auto_resolves, is_care
 from maillage.processors.alerting.outbox import notification_payload
 from maillage.processors.alerting.settings import AlertingSettings
+from maillage.processors.tasks import LazyConnection
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ CHANGES = Counter("maillage_alert_changes", "Alert changes made by the alerting 
                   ["action"])
 
 
-class AlertingSink:
+class AlertingSink(LazyConnection):
     """Applies anomaly transitions to alerts (see the module docstring)."""
 
     def __init__(self, database_url: str, settings: AlertingSettings | None = None, *,
                  max_records: int = 5000) -> None:
-        self.database_url = database_url
+        self.url = database_url
         self.settings = settings or AlertingSettings()
         self.max_records = max_records
         self._conn: psycopg.Connection | None = None
@@ -66,16 +67,6 @@ class AlertingSink:
         self._last_event: dict[int, float] = {}  # alert id -> monotonic time of its last event
         self._pruned_at = 0.0
         self.applied = self.replayed = self.poison = 0
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
-
-    def close(self) -> None:
-        """Close the database connection."""
-        if self._conn is not None:
-            self._conn.close()
 
     # -- the runner's sink protocol ---------------------------------------------------------
 
