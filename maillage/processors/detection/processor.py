@@ -41,6 +41,7 @@ from maillage.processors.detection.directory import Directory
 from maillage.processors.detection.engine import Engine, is_care
 from maillage.processors.detection.model import DeviceInfo, Transition, group_of
 from maillage.processors.detection.state import DeviceState, GroupState
+from maillage.processors.tasks import LazyConnection
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ class Batch:
     force: bool = False
 
 
-class DetectionSink:
+class DetectionSink(LazyConnection):
     """Runs the engine on each batch and commits its transitions and checkpoints (see above)."""
 
     def __init__(self, database_url: str, engine: Engine | None = None, *,
                  checkpoint_s: float = 5.0, max_records: int = 20_000,
                  group_id: str = GROUP) -> None:
-        self.database_url = database_url
+        self.url = database_url  # autocommit: loads outside a transaction, each write one BEGIN ... COMMIT
         self.engine = engine if engine is not None else Engine()
         self.checkpoint_s = checkpoint_s
         self.max_records = max_records
@@ -89,12 +90,6 @@ class DetectionSink:
         self.unknown = 0
         self.handled = 0
         self.recorded = 0
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            # Autocommit: the loads run outside a transaction, each write is one BEGIN ... COMMIT.
-            self._conn = psycopg.connect(self.database_url, autocommit=True)
-        return self._conn
 
     # -- the runner's sink protocol ---------------------------------------------------------
 
@@ -258,5 +253,4 @@ class DetectionSink:
 
     def close(self) -> None:
         self.directory.close()
-        if self._conn is not None:
-            self._conn.close()
+        super().close()
