@@ -99,6 +99,37 @@ class Progress:
                     break
                 time.sleep(1.0)
         waited = time.monotonic() - started
-        self.dup_marks.append((label, self.snap().duplicate_readings))
-        self.ui.finish(f"drained in {waited:.1f} s")
+        end = self.snap()
+        self.dup_marks.append((label, end.duplicate_readings))
+        left = self.backlog(end)
+        self.ui.finish(f"drained in {waited:.1f} s" if left <= 0
+                       else f"{left:,.0f} readings not counted as stored after {waited:.1f} s")
+        return waited
+
+    def catch_up(self, label: str, *, bootstrap: str, groups: dict[str, list[str]],
+                 timeout_s: float = 300) -> float:
+        """Wait until each consumer group has committed everything on its topics.
+
+        The storage figure's feed and the maximum's overload leave a backlog to the processors
+        that read readings besides storage (detection): the latency phase is to measure half
+        load, not their catch-up. Returns the seconds waited.
+        """
+        import asyncio
+
+        from maillage.processors.kafka_topics import group_lag
+
+        async def lag() -> int:
+            return sum([await group_lag(bootstrap, g, t) for g, t in groups.items()])
+
+        started = time.monotonic()
+        self.ui.phase(f"processors catch up ({label})", None)
+        while True:
+            left = asyncio.run(lag())
+            self.ui.tick(None, f"{left:,} records not yet committed")
+            if left <= 0 or time.monotonic() - started > timeout_s:
+                break
+            time.sleep(0.5)
+        waited = time.monotonic() - started
+        self.ui.finish(f"caught up in {waited:.1f} s" if left <= 0
+                       else f"{left:,} records still behind after {waited:.0f} s")
         return waited

@@ -142,6 +142,9 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         f"p50 {_n(lat['p50'], 1)} ms, p95 {_n(lat['p95'], 1)} ms, p99 {_n(lat['p99'], 1)} ms "
         f"({detail.get('samples', 0)} samples); at max: p50 {_n(at_max.get('p50'), 1)} ms, "
         f"p99 {_n(at_max.get('p99'), 1)} ms")
+    if detail.get("detection_catch_up_s") is not None:
+        console.print(f"detection caught up with the earlier phases in "
+                      f"{_n(detail['detection_catch_up_s'], 1)} s before the latency phase")
     if _print_fall_latency(console, doc, "anomaly", "anomaly stored"):
         parts = (detail.get("anomaly_segments") or {}).get("latency") or {}
         if parts:
@@ -197,6 +200,9 @@ def markdown_row(doc: dict[str, Any]) -> str:
     det = (doc.get("cost") or {}).get("detection") or {}
     if det.get("cpu_s_per_million") is not None:
         notes.append(f"detection {_n(det['cpu_s_per_million'], 1)} CPU s/M readings")
+    catch_up = doc.get("latency_detail", {}).get("detection_catch_up_s")
+    if catch_up:
+        notes.append(f"detection caught up {_n(catch_up, 1)} s before half load")
     if doc.get("failures"):
         notes.append("FAILED")
     load = m.get("load_average_at_start")

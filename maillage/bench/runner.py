@@ -46,6 +46,7 @@ from maillage.bench.publish import MAX, PublisherPool, Session, WorkerResult, Wo
 from maillage.bench.report import Dashboard
 from maillage.bench.verify import verify
 from maillage.config import Settings
+from maillage.processors.detection.processor import GROUP as DETECTION_GROUP
 
 __all__ = ["Bench", "BenchConfig", "BenchError", "default_docs_path"]
 
@@ -157,6 +158,7 @@ class Bench:
                                                 device_pks=self.device_pks, counters=self.counters)
             self.ui.finish(f"stack ready, {sum(len(s) for s in self.sessions)} device sessions, "
                            f"{len(self.mix)} archetypes")
+            progress.base = progress.snap()  # before the probe's first reading
             self.sampler = ResourceSampler(self._pids)
             self.sampler.start()
             stack.callback(self.sampler.stop)
@@ -180,7 +182,6 @@ class Bench:
                                      f"{self.run_id}-fall", self.falls.alert_sent, self.falls.lock)
             self.alerts.start()
             stack.callback(self.alerts.stop)
-            progress.base = progress.snap()
 
             baseline = {
                 "mqtt_msgs_per_s": round(raw.mqtt_baseline(
@@ -236,7 +237,11 @@ class Bench:
             storage["ratio"] = round(storage["rows_per_s"] / baseline["copy_rows_per_s"], 3) \
                 if baseline["copy_rows_per_s"] else None
 
-            # latency at half the maximum
+            # latency at half the maximum, once detection is done with the earlier phases' backlog
+            catch_up_s = progress.catch_up(
+                "before the latency phase", bootstrap=self.state.kafka_bootstrap,
+                groups={DETECTION_GROUP: [topics.READINGS, topics.EVENTS, topics.STATUS]}) \
+                if any(n.startswith("detection") for n in self.state.pids) else None
             half = max(1.0, max_msgs / 2)
             self.probe.phase = self.falls.phase = "latency"
             self.latency_phase = phases.publish_phase(
@@ -274,7 +279,7 @@ class Bench:
             peaks=peaks, profile=profile, mode=mode, half=half, probe=self.probe,
             falls_probe=self.falls, alerts=self.alerts, base=progress.base,
             dup_marks=progress.dup_marks, lost_detail=self.lost_detail,
-            latency_phase=self.latency_phase, failures=self.failures)
+            latency_phase=self.latency_phase, catch_up_s=catch_up_s, failures=self.failures)
         return self.doc
 
 

@@ -21,3 +21,31 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
         return []
     finally:
         await admin.close()
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Records of `topics` not yet committed by consumer group `group` (all of them if it committed none)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tps = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t)]
+    if not tps:
+        return 0
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await admin.start()
+    try:
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+    finally:
+        await admin.close()
+    lag = 0
+    for tp in tps:
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+        lag += max(0, ends[tp] - done)
+    return lag
