@@ -19,10 +19,12 @@ from typing import ClassVar
 import orjson
 import paho.mqtt.client as mqtt
 import psycopg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
 
 from maillage import topics
 from maillage.bench.probes import MqttProbe
+from maillage.processors.kafka_topics import partitions_of
 
 
 @dataclass
@@ -39,6 +41,8 @@ class FallProbe(MqttProbe):
     latencies: dict[str, list[float]] = field(default_factory=dict)
     kafka_bootstrap: str | None = None
     """When given, a consumer of `maillage.events` times each fall's arrival in Kafka too."""
+    fetch_wait_ms: int = 5
+    """Its fetches' wait at the broker (Apache Kafka answers as soon as a record arrives)."""
     segments: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     """Per phase, where each fall's time went (`split`): `mqtt` (publication -> the gateway's
     receive time), `gateway_kafka` (-> fetched from `maillage.events` by the probe's own consumer:
@@ -112,14 +116,18 @@ class FallProbe(MqttProbe):
             conn.close()
 
     async def _watch_kafka(self) -> None:
-        """Note when each fall reaches `maillage.events`."""
+        """Note when each fall reaches `maillage.events` (only the pendant's partition is read:
+        the whole topic would cost the bench a good part of a core at the maximum)."""
         assert self.kafka_bootstrap is not None
         key = f"{self.tenant}/{self.device_id}".encode()
-        consumer = AIOKafkaConsumer(topics.EVENTS, bootstrap_servers=self.kafka_bootstrap,
-                                    auto_offset_reset="latest", enable_auto_commit=False,
-                                    fetch_max_wait_ms=5)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka_bootstrap, enable_auto_commit=False,
+                                    fetch_max_wait_ms=self.fetch_wait_ms)
         try:
+            partitions = await partitions_of(self.kafka_bootstrap, topics.EVENTS)
             await consumer.start()
+            tp = TopicPartition(topics.EVENTS, (murmur2(key) & 0x7FFFFFFF) % len(partitions))
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
             while not self._stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100)
                 fetched = time.time()

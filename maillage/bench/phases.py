@@ -183,7 +183,7 @@ def pause_db(rate: float, *, postgres_pid: int | None, pause_s: float, quick: bo
     if pid is None:
         raise BenchError("--pause-db needs the embedded PostgreSQL (its PID is not in the state file)")
     pre, paused, post = (3.0, pause_s, 5.0) if quick else (10.0, pause_s, 20.0)
-    before = {c: u.mem_mb for c, u in sampler.measure().items()}
+    before = {c: u.mem_mb for c, u in sampler.measure(memory=True).items()}
     sampler.reset_peaks()
     stopped: list[psutil.Process] = []
     resumed_at: list[float] = []

@@ -174,7 +174,8 @@ class Bench:
             self.falls = FallProbe(
                 self.state.mqtt_host, self.state.mqtt_port, fall_user, passwords[fall_user],
                 f"{topics.device_prefix(TENANT, self.run_id + '-fall')}up/event", self._db(),
-                TENANT, f"{self.run_id}-fall", kafka_bootstrap=self.state.kafka_bootstrap)
+                TENANT, f"{self.run_id}-fall", kafka_bootstrap=self.state.kafka_bootstrap,
+                fetch_wait_ms=5 if self.state.kafka_kind == "tansu" else 500)
             self.falls.start()
             stack.callback(self.falls.stop)
             self.alerts = AlertProbe(str(self.state.api_url),
