@@ -107,12 +107,12 @@ class Progress:
         return waited
 
     def catch_up(self, label: str, *, bootstrap: str, groups: dict[str, list[str]],
-                 timeout_s: float = 300) -> float:
+                 timeout_s: float = 300) -> tuple[float, int]:
         """Wait until each consumer group has committed everything on its topics.
 
         The storage figure's feed and the maximum's overload leave a backlog to the processors
         that read readings besides storage (detection): the latency phase is to measure half
-        load, not their catch-up. Returns the seconds waited.
+        load, not their catch-up. Returns the seconds waited and the records still behind.
         """
         import asyncio
 
@@ -132,4 +132,4 @@ class Progress:
         waited = time.monotonic() - started
         self.ui.finish(f"caught up in {waited:.1f} s" if left <= 0
                        else f"{left:,} records still behind after {waited:.0f} s")
-        return waited
+        return waited, left

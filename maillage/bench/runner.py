@@ -239,10 +239,14 @@ class Bench:
                 if baseline["copy_rows_per_s"] else None
 
             # latency at half the maximum, once detection is done with the earlier phases' backlog
-            catch_up_s = progress.catch_up(
-                "before the latency phase", bootstrap=self.state.kafka_bootstrap,
-                groups={DETECTION_GROUP: [topics.READINGS, topics.EVENTS, topics.STATUS]}) \
-                if any(n.startswith("detection") for n in self.state.pids) else None
+            catch_up_s = None
+            if any(n.startswith("detection") for n in self.state.pids):
+                catch_up_s, behind = progress.catch_up(
+                    "before the latency phase", bootstrap=self.state.kafka_bootstrap,
+                    groups={DETECTION_GROUP: [topics.READINGS, topics.EVENTS, topics.STATUS]})
+                if behind:
+                    self.failures.append(f"detection still {behind:,} records behind after "
+                                         f"{catch_up_s:.0f} s, before the latency phase")
             half = max(1.0, max_msgs / 2)
             self.probe.phase = self.falls.phase = "latency"
             self.latency_phase = phases.publish_phase(

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
+from maillage.processors.kafka_topics import group_lag
 from maillage.processors.runner import Runner
 from tests.reliability.kafka_helpers import committed
 
@@ -72,12 +73,14 @@ def test_offsets_committed_after_flush(services) -> None:  # type: ignore[no-unt
     async def scenario() -> None:
         topic = await _setup(services.kafka_bootstrap, 50)
         group = f"g-{uuid.uuid4().hex[:6]}"
+        assert await group_lag(services.kafka_bootstrap, group, [topic]) == 50  # nothing committed
         sink = ListSink()
         err = await _run_until(Runner(bootstrap=services.kafka_bootstrap, topics=[topic], group_id=group,
                                       sink=sink, flush_ms=100), sink, 50)
         assert err is None
         assert sink.flushed == [f"r{i}".encode() for i in range(50)]
         assert await committed(services.kafka_bootstrap, group, topic) == 50
+        assert await group_lag(services.kafka_bootstrap, group, [topic]) == 0
 
     asyncio.run(scenario())
 
