@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from aiokafka.structs import ConsumerRecord
 
-from maillage.envelope import DlqRecord
+from maillage.envelope import DlqRecord, Envelope
 from maillage.errors import DlqReason
 
 log = logging.getLogger(__name__)
@@ -122,3 +122,25 @@ async def write_or_dead_letter(sink: DeadLetterSink, batch: Any, records: Record
             n += await write_or_dead_letter(sink, sink.batch_of(half), half,
                                             dead_letter=dead_letter, give_up=give_up)
         return n
+
+
+class Skipper:
+    """Decodes envelopes for a sink that only reads them (control, commands): a record that does
+    not decode is skipped and logged (the first `log_first`), not raised: the storage stage
+    dead-letters it, and raising here would stop the processor on it at every restart."""
+
+    def __init__(self, who: str, log_first: int = 20) -> None:
+        self.who = who
+        self.log_first = log_first
+        self.skipped = 0
+
+    def envelope(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+        try:
+            return Envelope.from_kafka(record.value or b"")
+        except (ValueError, KeyError, TypeError) as exc:
+            self.skipped += 1
+            if self.skipped <= self.log_first:
+                log.warning("%s: skipping %s[%d]@%d, which does not decode: %s: %s (%d so far)",
+                            self.who, record.topic, record.partition, record.offset,
+                            type(exc).__name__, exc, self.skipped)
+            return None

@@ -10,8 +10,8 @@ from aiokafka.structs import ConsumerRecord
 
 from maillage import topics
 from maillage.db import commands as db
-from maillage.envelope import Envelope
 from maillage.processors.commands.metrics import DONE, FAILED
+from maillage.processors.poison import Skipper
 from maillage.processors.tasks import LazyConnection
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,14 @@ class AckSink(LazyConnection):
         self.url = database_url
         self._acks: list[tuple[str, str, int, str, dict[str, Any]]] = []
         self._conn: psycopg.Connection | None = None
+        self.skipper = Skipper(GROUP)
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
         value = record.value or b""
         if _ACK not in value:  # events that are not acks: skipped without decoding
             return
-        env = Envelope.from_kafka(value)
-        if env.kind != "ack" or env.event not in ("done", "failed"):
+        env = self.skipper.envelope(record)
+        if env is None or env.kind != "ack" or env.event not in ("done", "failed"):
             return
         command_id = str(env.attrs.get("command_id", ""))
         if not command_id.isdigit():  # not one of ours (a device's own id scheme)

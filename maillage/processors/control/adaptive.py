@@ -25,6 +25,7 @@ from maillage.db import commands as db_commands
 from maillage.db import groups
 from maillage.db import lighting_rules as db
 from maillage.envelope import Envelope
+from maillage.processors.poison import Skipper
 from maillage.processors.tasks import LazyConnection, every
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class PresenceSink(LazyConnection):
     def __init__(self, database_url: str) -> None:
         self.url = database_url
         self._seen: dict[tuple[str, str], float] = {}  # (tenant, device) -> newest presence ts
+        self.skipper = Skipper(GROUP)
         self._conn: psycopg.Connection | None = None
         self.raised = 0
 
@@ -68,8 +70,8 @@ class PresenceSink(LazyConnection):
         value = record.value or b""
         if _PRESENCE not in value and _EVENT not in value:
             return  # most readings: skipped without decoding
-        env = Envelope.from_kafka(value)
-        if not is_presence(env):
+        env = self.skipper.envelope(record)
+        if env is None or not is_presence(env):
             return
         key = (env.tenant, env.device_id)
         ts = env.ts.timestamp()

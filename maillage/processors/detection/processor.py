@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 TOPICS = [topics.READINGS, topics.EVENTS, topics.STATUS, topics.DLQ]
 GROUP = "maillage-detection"
 MAX_POISON_LOGGED = 20
+SLOW_BATCH_S = 0.25
+"""A batch that takes longer than this is logged with where its time went (falls wait behind
+it)…"""
+SLOW_LOG_EVERY_S = 10.0
+"""…at most once per this many seconds."""
 
 RECORDS = Counter("maillage_detection_records", "Records handled by the detection processor",
                   ["outcome"])
@@ -90,6 +95,9 @@ class DetectionSink(LazyConnection):
         self.unknown = 0
         self.handled = 0
         self.recorded = 0
+        self._parts = dict.fromkeys(("decode", "load", "run", "commit"), 0.0)  # seconds, this write
+        self._slow = 0  # slow batches not reported yet
+        self._slow_logged = 0.0
 
     # -- the runner's sink protocol ---------------------------------------------------------
 
@@ -139,6 +147,8 @@ class DetectionSink(LazyConnection):
         Kafka does not order against each other (the engine orders each stream on its own): this
         is one of the orders the batch could have arrived in."""
         conn = self._connection()
+        started = time.monotonic()
+        self._parts = dict.fromkeys(("decode", "load", "run", "commit"), 0.0)
         try:
             self.directory.refresh()
             urgent = [r for r in batch.records if r[0] == topics.EVENTS]
@@ -157,13 +167,36 @@ class DetectionSink(LazyConnection):
         if due:
             self._last_checkpoint = time.monotonic()
             self._next.clear()
+        self._observe(len(batch.records), due, started)
+
+    def _observe(self, records: int, checkpointed: bool, started: float) -> None:
+        """A slow batch is logged with where its time went."""
+        took = time.monotonic() - started
+        if took <= SLOW_BATCH_S:
+            return
+        self._slow += 1
+        if started - self._slow_logged < SLOW_LOG_EVERY_S:
+            return
+        p = self._parts
+        log.info("slow batch (%d since the last report): %d records in %.0f ms: decode %.0f, "
+                 "load states %.0f, rules %.0f, commit %.0f%s", self._slow, records, took * 1000,
+                 p["decode"] * 1000, p["load"] * 1000, p["run"] * 1000, p["commit"] * 1000,
+                 " (with the checkpoint)" if checkpointed else "")
+        self._slow, self._slow_logged = 0, started
 
     def _step(self, conn: psycopg.Connection, records: list[tuple[str, int, int, bytes | None]],
               *, checkpoint: bool) -> None:
         """Decode, load, run and commit the transitions of some records (and the checkpoint)."""
+        p, t0 = self._parts, time.monotonic()
         decoded = self._decode(records)
+        t1 = time.monotonic()
         self._load(conn, decoded)
+        t2 = time.monotonic()
         transitions, care = self._run(decoded)
+        t3 = time.monotonic()
+        p["decode"] += t1 - t0
+        p["load"] += t2 - t1
+        p["run"] += t3 - t2
         if not transitions and not checkpoint:
             return
         with conn.transaction():
@@ -171,6 +204,7 @@ class DetectionSink(LazyConnection):
                 db.record_transitions(conn=conn, transitions=transitions, care=care)
             if checkpoint:
                 self._checkpoint(conn)
+        p["commit"] += time.monotonic() - t3
         self.recorded += len(transitions)
         for t in transitions:
             TRANSITIONS.labels(t.change).inc()

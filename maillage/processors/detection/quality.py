@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from zlib import crc32
 
@@ -140,10 +140,10 @@ def check(device: DeviceInfo, memory: Memory, env: Envelope) -> Iterable[Finding
         if ts > run[3]:
             run[0] += 1
             run[3] = ts
-        if run[0] >= SKEW_RUN:
+        if run[0] >= SKEW_RUN:  # evidence built once, when it opens (a skew lasts)
             _bad(memory, device, Kind.CLOCK_SKEW, rx, run[1], out, 1,
-                 {"offset_s": round(-d), "usual_delay_s": round(mu, 1), "records": run[0],
-                  "threshold_s": round(skew_thr)})
+                 lambda: {"offset_s": round(-d), "usual_delay_s": round(mu, 1),
+                          "records": run[0], "threshold_s": round(skew_thr)})
         return out
     # A new large offset: the start of a skew, or a late record.
     memory["run"] = [1, rx, d, ts]
@@ -242,7 +242,7 @@ def _learn(memory: Memory, d: float) -> None:
 
 def _ep_of(memory: Memory, kind: Kind) -> list[Any] | None:
     eps = memory.get("ep")
-    return None if eps is None else eps.get(kind.value)
+    return None if eps is None else eps.get(kind._value_)  # `_value_`: `.value` is a slow property
 
 
 def _quiet_us(device: DeviceInfo, memory: Memory) -> int:
@@ -251,25 +251,29 @@ def _quiet_us(device: DeviceInfo, memory: Memory) -> int:
 
 
 def _bad(memory: Memory, device: DeviceInfo, kind: Kind, now: int, at: int,
-         out: list[Finding], repeats: int, evidence: dict[str, Any]) -> None:
-    """A record (or reject) showing `kind` at `now`; opens the episode at `at` once repeated."""
+         out: list[Finding], repeats: int,
+         evidence: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+    """A record (or reject) showing `kind` at `now`; opens the episode at `at` once repeated
+    (`evidence` may be a function: called only then)."""
     eps = memory.get("ep")
     if eps is None:
         eps = memory["ep"] = {}
-    ep = eps.get(kind.value)
+    value = kind._value_
+    ep = eps.get(value)
     if ep is not None and not ep[0]:
         iv = float(device.expected_interval_s or memory.get("iv") or DEFAULT_INTERVAL_S)
         window = max(REPEAT_WINDOW_MIN_S, REPEAT_WINDOW_INTERVALS * iv) * US
         if now - ep[2] > window:
             ep = None  # the earlier one was isolated
     if ep is None:
-        ep = eps[kind.value] = [0, at, now, 0, 0]
-    ep[2] = max(ep[2], now)
+        ep = eps[value] = [0, at, now, 0, 0]
+    if now > ep[2]:
+        ep[2] = now
     ep[3] += 1
     ep[4] = 0
     if not ep[0] and ep[3] >= repeats:
         ep[0] = 1
-        evidence = {**evidence, "count": ep[3]}
+        evidence = {**(evidence() if callable(evidence) else evidence), "count": ep[3]}
         out.append(Finding(kind, True, min(ep[1], at), Severity.INFO, 1.0, evidence))
 
 
@@ -279,7 +283,7 @@ def _good(memory: Memory, device: DeviceInfo, kind: Kind, now: int, ts: int,
     eps = memory.get("ep")
     if not eps:
         return
-    ep = eps.get(kind.value)
+    ep = eps.get(kind._value_)
     if ep is None:
         return
     ep[4] += 1
