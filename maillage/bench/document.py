@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from maillage.bench.alert_probe import AlertProbe
@@ -23,7 +24,7 @@ def document(*, config: BenchConfig, state: StackState, run_id: str, sessions: l
              profile: dict[str, Any] | None, mode: str, half: float, probe: LatencyProbe,
              falls_probe: FallProbe | None, alerts: AlertProbe | None, base: Snapshot | None,
              dup_marks: list[tuple[str, float]], lost_detail: list[str], latency_phase: Phase,
-             catch_up_s: float | None, failures: list[str]) -> dict[str, Any]:
+             catch_up_s: float | None, rollups_s: float, failures: list[str]) -> dict[str, Any]:
     """The document `maillage bench` prints, writes with --json and records in docs/benchmarks.md."""
     cfg, v = config, verification
     cost: dict[str, dict[str, Any]] = {}
@@ -71,6 +72,9 @@ def document(*, config: BenchConfig, state: StackState, run_id: str, sessions: l
                        "alert": percentiles(alert_lat.get("latency", []))},
         "latency_detail": {"rate_msgs_per_s": round(half), "samples": len(lat.get("latency", [])),
                            "detection_catch_up_s": catch_up_s and round(catch_up_s, 1),
+                           "rollups_catch_up_s": round(rollups_s, 1),
+                           "started_at": datetime.fromtimestamp(latency_phase.started_at, UTC)
+                           .isoformat(timespec="seconds") if latency_phase.started_at else None,
                            "stored_at_max": percentiles(lat.get("max", [])),
                            "stored_during_pause": percentiles(lat.get("pause", [])),
                            "method": "probe device, 50 msg/s; row polled every 20 ms (upper bound)",

@@ -34,6 +34,8 @@ class Phase:
     published_readings: int = 0
     published_messages: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
+    started_at: float = 0.0
+    """Wall-clock start (epoch s): to find the phase in the stack's logs."""
 
     @property
     def readings_per_s(self) -> float:
@@ -62,7 +64,7 @@ def publish_phase(name: str, seconds: float, *, pool: PublisherPool, sampler: Re
     control.credit.value = start_pub + window if closed else -1
     pool.set_rate(rate)
     ui.phase(name, seconds)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     w_snap: Snapshot | None = None
     w_cpu: dict[str, float] = {}
     w_pub = (0, 0)
@@ -99,7 +101,7 @@ def publish_phase(name: str, seconds: float, *, pool: PublisherPool, sampler: Re
                stored=end_snap.stored_readings - w_snap.stored_readings,
                published_readings=control.total("readings") - w_pub[0],
                published_messages=control.total("messages") - w_pub[1],
-               cpu={c: end_cpu[c] - w_cpu.get(c, 0.0) for c in end_cpu})
+               cpu={c: end_cpu[c] - w_cpu.get(c, 0.0) for c in end_cpu}, started_at=started_at)
     rpm = ph.published_readings / ph.published_messages if ph.published_messages else 1.0
     ph.messages = ph.readings / rpm
     ui.finish(f"{ph.readings_per_s:,.0f} readings/s, {ph.messages / ph.seconds:,.0f} msg/s")

@@ -143,8 +143,9 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         f"({detail.get('samples', 0)} samples); at max: p50 {_n(at_max.get('p50'), 1)} ms, "
         f"p99 {_n(at_max.get('p99'), 1)} ms")
     if detail.get("detection_catch_up_s") is not None:
-        console.print(f"detection caught up with the earlier phases in "
-                      f"{_n(detail['detection_catch_up_s'], 1)} s before the latency phase")
+        console.print(f"before the latency phase, detection caught up with the earlier phases in "
+                      f"{_n(detail['detection_catch_up_s'], 1)} s, rollups in "
+                      f"{_n(detail.get('rollups_catch_up_s'), 1)} s")
     if _print_fall_latency(console, doc, "anomaly", "anomaly stored"):
         parts = (detail.get("anomaly_segments") or {}).get("latency") or {}
         if parts:
@@ -202,7 +203,8 @@ def markdown_row(doc: dict[str, Any]) -> str:
         notes.append(f"detection {_n(det['cpu_s_per_million'], 1)} CPU s/M readings")
     catch_up = doc.get("latency_detail", {}).get("detection_catch_up_s")
     if catch_up:
-        notes.append(f"detection caught up {_n(catch_up, 1)} s before half load")
+        notes.append(f"detection caught up {_n(catch_up, 1)} s, rollups "
+                     f"{_n(doc['latency_detail'].get('rollups_catch_up_s'), 1)} s before half load")
     if doc.get("failures"):
         notes.append("FAILED")
     load = m.get("load_average_at_start")

@@ -247,6 +247,10 @@ class Bench:
                 if behind:
                     self.failures.append(f"detection still {behind:,} records behind after "
                                          f"{catch_up_s:.0f} s, before the latency phase")
+            rollups_s, queued = progress.rollups_drained("before the latency phase")
+            if queued:
+                self.failures.append(f"{queued:,} rollup queue entries left after {rollups_s:.0f} s, "
+                                     "before the latency phase")
             half = max(1.0, max_msgs / 2)
             self.probe.phase = self.falls.phase = "latency"
             self.latency_phase = phases.publish_phase(
@@ -284,7 +288,8 @@ class Bench:
             peaks=peaks, profile=profile, mode=mode, half=half, probe=self.probe,
             falls_probe=self.falls, alerts=self.alerts, base=progress.base,
             dup_marks=progress.dup_marks, lost_detail=self.lost_detail,
-            latency_phase=self.latency_phase, catch_up_s=catch_up_s, failures=self.failures)
+            latency_phase=self.latency_phase, catch_up_s=catch_up_s, rollups_s=rollups_s,
+            failures=self.failures)
         return self.doc
 
 

@@ -42,6 +42,7 @@ def test_quick_bench_writes_the_contract_json(tmp_path: Path) -> None:
     assert set(parts) == {"mqtt", "gateway_kafka", "detect", "commit_poll"}
     assert all(p["p50"] is not None for p in parts.values())
     assert doc["latency_detail"]["detection_catch_up_s"] is not None  # waited for, and caught up
+    assert doc["latency_detail"]["rollups_catch_up_s"] is not None
     assert doc["config"]["kafka"]["kind"] in ("apache", "tansu")
     for component in ("gateway", "storage", "mosquitto", "kafka", "postgres", "detection", "alerting"):
         assert set(doc["cost"][component]) >= {"cpu_s_per_million", "peak_rss_mb"}
