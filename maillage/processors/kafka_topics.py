@@ -7,7 +7,12 @@ partitions of a topic are asked for explicitly.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
@@ -36,7 +41,7 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     try:
         await consumer.start()
         try:
-            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            committed = await _group_offsets(admin, group, tps)
             starts = await consumer.beginning_offsets(tps)
             ends = await consumer.end_offsets(tps)
         finally:
@@ -49,3 +54,18 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         done = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
         lag += max(0, ends[tp] - done)
     return lag
+
+
+async def _group_offsets(admin: AIOKafkaAdminClient, group: str, tps: list[Any],
+                         timeout_s: float = 30.0) -> dict[Any, Any]:
+    """The group's committed offsets; the coordinator is waited for (a cluster that never had a
+    consumer group creates `__consumer_offsets` on the first request and answers "not available"
+    until it exists)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return dict(await admin.list_consumer_group_offsets(group, partitions=tps))
+        except GroupCoordinatorNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
