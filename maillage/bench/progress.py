@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -106,14 +107,13 @@ class Progress:
                        else f"{left:,.0f} readings not counted as stored after {waited:.1f} s")
         return waited
 
-    def catch_up(self, label: str, *, bootstrap: str, groups: dict[str, list[str]],
-                 timeout_s: float = 300) -> tuple[float, int]:
-        """Wait until each consumer group has committed everything on its topics.
+    def catch_up(self, label: str, *, bootstrap: str,
+                 groups: dict[str, list[str]]) -> tuple[float, int, bool]:
+        """Wait until each consumer group has committed what is on its topics (`settle`).
 
         The storage figure's feed and the maximum's overload leave a backlog to the processors
         that read readings besides storage (detection): the latency phase is to measure half
-        load, not their catch-up. Returns the seconds waited and the records still behind.
-        """
+        load, not their catch-up."""
         import asyncio
 
         from maillage.processors.kafka_topics import group_lag
@@ -121,38 +121,44 @@ class Progress:
         async def lag() -> int:
             return sum([await group_lag(bootstrap, g, t) for g, t in groups.items()])
 
-        started = time.monotonic()
-        self.ui.phase(f"processors catch up ({label})", None)
-        while True:
-            left = asyncio.run(lag())
-            self.ui.tick(None, f"{left:,} records not yet committed")
-            if left <= 0 or time.monotonic() - started > timeout_s:
-                break
-            time.sleep(0.5)
-        waited = time.monotonic() - started
-        self.ui.finish(f"caught up in {waited:.1f} s" if left <= 0
-                       else f"{left:,} records still behind after {waited:.0f} s")
-        return waited, left
+        return self.settle(f"processors catch up ({label})", "records not yet committed",
+                           lambda: asyncio.run(lag()))
 
-    def rollups_drained(self, label: str, *, timeout_s: float = 300) -> tuple[float, int]:
-        """Wait until the rollup queues are empty (the maintenance processor has recomputed what
-        the earlier phases queued); returns the seconds waited and the entries left.
+    def rollups_drained(self, label: str) -> tuple[float, int, bool]:
+        """Wait until the rollup queues are empty (`settle`): the maintenance processor has
+        recomputed what the earlier phases queued.
 
-        The storage figure stores some 2.7 million rows in half a minute: recomputing their
+        The storage figure stores some 2.5 million rows in half a minute: recomputing their
         rollups takes the refresher a third of a core for 15-20 s, which would otherwise be
         measured as part of the latency phase's half load."""
         from maillage.db import rollups
 
-        started = time.monotonic()
-        self.ui.phase(f"rollups caught up ({label})", None)
         with psycopg.connect(self.db_url, autocommit=True) as conn:
-            while True:
-                left = sum(rollups.pending(conn))
-                self.ui.tick(None, f"{left:,} rollup queue entries")
-                if left <= 0 or time.monotonic() - started > timeout_s:
-                    break
-                time.sleep(0.5)
+            # A refresh pass deletes its queue rows when it commits: give a long pass time.
+            return self.settle(f"rollups caught up ({label})", "rollup queue entries",
+                               lambda: sum(rollups.pending(conn)), steady_s=20.0)
+
+    def settle(self, phase: str, unit: str, measure: Callable[[], int], *,
+               steady_s: float = 5.0, timeout_s: float = 300.0) -> tuple[float, int, bool]:
+        """Poll `measure` until it is 0, or has not fallen for `steady_s` (a running stack's live
+        traffic keeps some work queued); returns the seconds waited, what is left, and whether
+        it settled (False: still falling after `timeout_s`)."""
+        started = time.monotonic()
+        self.ui.phase(phase, None)
+        lowest, lowest_at = measure(), started
+        left = lowest
+        while left > 0:
+            now = time.monotonic()
+            if now - lowest_at >= steady_s or now - started > timeout_s:
+                break
+            time.sleep(0.5)
+            left = measure()
+            self.ui.tick(None, f"{left:,} {unit}")
+            if left < lowest:
+                lowest, lowest_at = left, time.monotonic()
         waited = time.monotonic() - started
-        self.ui.finish(f"caught up in {waited:.1f} s" if left <= 0
-                       else f"{left:,} queue entries left after {waited:.0f} s")
-        return waited, left
+        settled = left <= 0 or time.monotonic() - lowest_at >= steady_s
+        self.ui.finish(f"caught up in {waited:.1f} s" if left <= 0 else
+                       f"steady at {left:,} {unit} after {waited:.1f} s" if settled else
+                       f"{left:,} {unit} left after {waited:.0f} s")
+        return waited, left, settled

@@ -241,14 +241,14 @@ class Bench:
             # latency at half the maximum, once detection is done with the earlier phases' backlog
             catch_up_s = None
             if any(n.startswith("detection") for n in self.state.pids):
-                catch_up_s, behind = progress.catch_up(
+                catch_up_s, behind, settled = progress.catch_up(
                     "before the latency phase", bootstrap=self.state.kafka_bootstrap,
                     groups={DETECTION_GROUP: [topics.READINGS, topics.EVENTS, topics.STATUS]})
-                if behind:
+                if not settled:
                     self.failures.append(f"detection still {behind:,} records behind after "
                                          f"{catch_up_s:.0f} s, before the latency phase")
-            rollups_s, queued = progress.rollups_drained("before the latency phase")
-            if queued:
+            rollups_s, queued, settled = progress.rollups_drained("before the latency phase")
+            if not settled:
                 self.failures.append(f"{queued:,} rollup queue entries left after {rollups_s:.0f} s, "
                                      "before the latency phase")
             half = max(1.0, max_msgs / 2)
