@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
@@ -30,8 +31,6 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
 
 async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Records of `topics` not yet committed by consumer group `group` (all of them if it committed none)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     tps = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t)]
     if not tps:
         return 0
@@ -56,8 +55,8 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     return lag
 
 
-async def _group_offsets(admin: AIOKafkaAdminClient, group: str, tps: list[Any],
-                         timeout_s: float = 30.0) -> dict[Any, Any]:
+async def _group_offsets(admin: AIOKafkaAdminClient, group: str, tps: list[TopicPartition],
+                         timeout_s: float = 30.0) -> dict[TopicPartition, Any]:
     """The group's committed offsets; the coordinator is waited for (a cluster that never had a
     consumer group creates `__consumer_offsets` on the first request and answers "not available"
     until it exists)."""
